@@ -1,0 +1,38 @@
+/* Module entry: the table of exported functions. Context-aware, so worker threads can load it. */
+#include "util.h"
+
+napi_value tap_open(napi_env, napi_callback_info);
+napi_value tap_set_persist(napi_env, napi_callback_info);
+napi_value tap_set_offload(napi_env, napi_callback_info);
+napi_value tap_set_vnet_hdr_size(napi_env, napi_callback_info);
+napi_value close_fd(napi_env, napi_callback_info);
+napi_value read_batch(napi_env, napi_callback_info);
+napi_value write_batch(napi_env, napi_callback_info);
+napi_value udp_open(napi_env, napi_callback_info);
+napi_value udp_set_option(napi_env, napi_callback_info);
+napi_value udp_recv_batch_js(napi_env, napi_callback_info);
+napi_value udp_send_batch(napi_env, napi_callback_info);
+napi_value rx_start(napi_env, napi_callback_info);
+napi_value udp_rx_start(napi_env, napi_callback_info);
+napi_value rx_stop(napi_env, napi_callback_info);
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor props[] = {
+    {"tapOpen", NULL, tap_open, NULL, NULL, NULL, napi_default, NULL},
+    {"tapSetPersist", NULL, tap_set_persist, NULL, NULL, NULL, napi_default, NULL},
+    {"tapSetOffload", NULL, tap_set_offload, NULL, NULL, NULL, napi_default, NULL},
+    {"tapSetVnetHdrSize", NULL, tap_set_vnet_hdr_size, NULL, NULL, NULL, napi_default, NULL},
+    {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
+    {"readBatch", NULL, read_batch, NULL, NULL, NULL, napi_default, NULL},
+    {"writeBatch", NULL, write_batch, NULL, NULL, NULL, napi_default, NULL},
+    {"udpOpen", NULL, udp_open, NULL, NULL, NULL, napi_default, NULL},
+    {"udpSetOption", NULL, udp_set_option, NULL, NULL, NULL, napi_default, NULL},
+    {"udpRecvBatch", NULL, udp_recv_batch_js, NULL, NULL, NULL, napi_default, NULL},
+    {"udpSendBatch", NULL, udp_send_batch, NULL, NULL, NULL, napi_default, NULL},
+    {"rxStart", NULL, rx_start, NULL, NULL, NULL, napi_default, NULL},
+    {"udpRxStart", NULL, udp_rx_start, NULL, NULL, NULL, napi_default, NULL},
+    {"rxStop", NULL, rx_stop, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}

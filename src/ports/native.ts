@@ -1,0 +1,131 @@
+/**
+ * The only module that loads the native addon. It turns the addon's errno errors
+ * into NativeError with a sentence a person can act on; wording is policy and
+ * lives here, not in C.
+ */
+import * as path from 'node:path'
+import { TapestryError } from '../lib/errors'
+
+export interface NativeAddon {
+  tapOpen(name: string, flags: number): [number, string]
+  tapSetPersist(fd: number, on: number): void
+  tapSetOffload(fd: number, flags: number): void
+  tapSetVnetHdrSize(fd: number, size: number): void
+  closeFd(fd: number): void
+  readBatch(fd: number, buf: Uint8Array, slotSize: number, headroom: number, lens: Uint32Array, max: number): number
+  writeBatch(fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, n: number, counters: Float64Array): number
+  udpOpen(addr: number, port: number, flags: number): [number, number]
+  udpSetOption(fd: number, name: 'gro' | 'gso' | 'rcvbuf' | 'sndbuf', value: number): boolean
+  udpRecvBatch(fd: number, buf: Uint8Array, slotSize: number, headroom: number, lens: Uint32Array, meta: Uint32Array, max: number): number
+  udpSendBatch(fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, dst: Uint32Array, n: number, counters: Float64Array): number
+  rxStart(fd: number, buf: Uint8Array, slotSize: number, headroom: number, lens: Uint32Array, max: number, cb: (n: number) => void): object
+  udpRxStart(fd: number, buf: Uint8Array, slotSize: number, headroom: number, lens: Uint32Array, meta: Uint32Array, max: number, cb: (n: number) => void): object
+  rxStop(handle: object): void
+}
+
+/** TAP open flags (native/tap.c). */
+export const TAP_VNET_HDR = 1
+export const TAP_MULTI_QUEUE = 2
+/** UDP open flags (native/udp.c). */
+export const UDP_REUSEPORT = 1
+
+/** TUNSETOFFLOAD bits, include/uapi/linux/if_tun.h. */
+export const TUN_F_CSUM = 0x01
+export const TUN_F_TSO4 = 0x02
+export const TUN_F_TSO6 = 0x04
+export const TUN_F_TSO_ECN = 0x08
+export const TUN_F_UFO = 0x10
+export const TUN_F_USO4 = 0x20
+export const TUN_F_USO6 = 0x40
+
+/** Counter slots of writeBatch/udpSendBatch. */
+export const TX_EAGAIN = 0
+export const TX_ERROR = 1
+export const TX_LAST_ERRNO = 2
+
+export class NativeError extends TapestryError {
+  readonly errno: number
+  readonly syscall: string
+  constructor(code: string, message: string, errno: number, syscall: string, cause: unknown) {
+    super(code, message, { cause })
+    this.errno = errno
+    this.syscall = syscall
+  }
+}
+
+const HINTS: Record<string, string> = {
+  'EPERM:open /dev/net/tun': 'creating a TAP needs root or CAP_NET_ADMIN',
+  'EACCES:open /dev/net/tun': 'creating a TAP needs root or CAP_NET_ADMIN',
+  'ENOENT:open /dev/net/tun': '/dev/net/tun is missing: load the tun module (modprobe tun) or, in a container, pass --device /dev/net/tun',
+  'EPERM:ioctl TUNSETIFF': 'creating a TAP needs root or CAP_NET_ADMIN',
+  'EBUSY:ioctl TUNSETIFF': 'the TAP device is already attached to another process (or its queues are all taken)',
+  'EINVAL:ioctl TUNSETIFF': 'an interface of that name exists but is not a TAP with the same flags (multi-queue must match), or the name is invalid',
+  'EEXIST:ioctl TUNSETIFF': 'an interface of that name exists and is not a TAP',
+  'EINVAL:ioctl TUNSETOFFLOAD': 'the kernel refused these TAP offload flags (an older kernel may lack USO)',
+  'EADDRNOTAVAIL:bind': 'the underlay address is not configured on any interface of this host (check node.underlayIP)',
+  'EADDRINUSE:bind': 'another process already uses this UDP port on that address (a kernel vxlan device or another agent?)',
+  'EACCES:bind': 'binding a port below 1024 needs root or CAP_NET_BIND_SERVICE',
+  'EBADF:read': 'the device was closed',
+  'EBADFD:read': 'the TAP is not attached to a device any more',
+  'EIO:read': 'the TAP device was removed or is down',
+}
+
+function humanize(err: unknown): unknown {
+  const e = err as { code?: string; errno?: number; syscall?: string; message?: string }
+  if (!e || typeof e.errno !== 'number' || typeof e.syscall !== 'string' || typeof e.code !== 'string') return err
+  const hint = HINTS[`${e.code}:${e.syscall}`]
+  const msg = hint ? `${hint} (${e.message})` : (e.message ?? e.code)
+  return new NativeError(e.code, msg, e.errno, e.syscall, err)
+}
+
+function load(): NativeAddon {
+  const candidates = [
+    path.join(__dirname, '..', '..', 'build', 'Release', 'tapestry_native.node'),
+    path.join(__dirname, '..', '..', '..', 'build', 'Release', 'tapestry_native.node'),
+  ]
+  let lastErr: unknown
+  for (const c of candidates) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      return require(c) as NativeAddon
+    } catch (err) {
+      lastErr = err
+    }
+  }
+  throw new TapestryError('TAPESTRY_NATIVE_MISSING',
+    'the native addon is not built: run `npm run build` (or `npm test`, which sets everything up)', { cause: lastErr })
+}
+
+const raw = load()
+
+/**
+ * The addon with errors humanized. Only the set-up calls are wrapped; the batch
+ * calls go straight to the addon, since they sit on the hot path and report
+ * errors as return values and counters.
+ */
+export const native: NativeAddon = {
+  ...raw,
+  tapOpen: wrap(raw.tapOpen),
+  tapSetPersist: wrap(raw.tapSetPersist),
+  tapSetOffload: wrap(raw.tapSetOffload),
+  tapSetVnetHdrSize: wrap(raw.tapSetVnetHdrSize),
+  closeFd: wrap(raw.closeFd),
+  udpOpen: wrap(raw.udpOpen),
+  udpSetOption: wrap(raw.udpSetOption),
+  rxStart: wrap(raw.rxStart),
+  udpRxStart: wrap(raw.udpRxStart),
+}
+
+function wrap<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
+  return (...args: A): R => {
+    try {
+      return fn(...args)
+    } catch (err) {
+      throw humanize(err)
+    }
+  }
+}
+
+export function humanizeNativeError(err: unknown): unknown {
+  return humanize(err)
+}

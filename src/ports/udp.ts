@@ -1,0 +1,82 @@
+/**
+ * The underlay UDP socket: batched receive (recvmmsg, optional UDP GRO) and
+ * batched send (sendmmsg, optional UDP GSO per datagram).
+ */
+import { Batch, HEADROOM, SLOT_PLAIN, SLOT_SUPER, BATCH_FRAMES, TxList } from '../lib/batch'
+import { native, UDP_REUSEPORT } from './native'
+
+export interface UdpOptions {
+  addr: number
+  port: number
+  reusePort?: boolean
+  /** Ask for UDP GRO: the kernel may hand over several datagrams of one flow as one. */
+  gro?: boolean
+  batchFrames?: number
+  /** Socket buffer sizes in bytes (SO_RCVBUFFORCE/SO_SNDBUFFORCE; needs root). */
+  rcvbuf?: number
+  sndbuf?: number
+}
+
+export class UdpPort {
+  readonly rx: Batch
+  readonly txCounters = new Float64Array(3)
+  /** Whether the kernel accepted UDP_GRO on this socket. */
+  readonly gro: boolean
+  private handle: object | null = null
+  private closed = false
+
+  private constructor(readonly fd: number, readonly addr: number, readonly port: number, gro: boolean, batchFrames: number) {
+    this.gro = gro
+    this.rx = new Batch(batchFrames, gro ? SLOT_SUPER : SLOT_PLAIN)
+  }
+
+  static open(opts: UdpOptions): UdpPort {
+    const [fd, port] = native.udpOpen(opts.addr >>> 0, opts.port, opts.reusePort ? UDP_REUSEPORT : 0)
+    let gro = false
+    try {
+      if (opts.gro) gro = native.udpSetOption(fd, 'gro', 1)
+      if (opts.rcvbuf) native.udpSetOption(fd, 'rcvbuf', opts.rcvbuf)
+      if (opts.sndbuf) native.udpSetOption(fd, 'sndbuf', opts.sndbuf)
+    } catch (err) {
+      native.closeFd(fd)
+      throw err
+    }
+    return new UdpPort(fd, opts.addr >>> 0, port, gro, opts.batchFrames ?? BATCH_FRAMES)
+  }
+
+  /** Whether this kernel supports UDP GSO on this socket (probes UDP_SEGMENT). */
+  gsoSupported(): boolean {
+    return native.udpSetOption(this.fd, 'gso', 0)
+  }
+
+  /** onBatch(n): rx.len and rx.meta (source addr, port, GRO size) filled for n datagrams; n < 0 is -errno. */
+  start(onBatch: (n: number) => void): void {
+    if (this.handle) return
+    const b = this.rx
+    this.handle = native.udpRxStart(this.fd, b.data, b.slotSize, HEADROOM, b.len, b.meta, b.slots, onBatch)
+  }
+
+  stop(): void {
+    if (this.handle) native.rxStop(this.handle)
+    this.handle = null
+  }
+
+  /** Sends a TxList (offsets into `buf`, per-entry destinations); returns datagrams sent. */
+  send(buf: Uint8Array, tx: TxList): number {
+    return native.udpSendBatch(this.fd, buf, tx.offs, tx.lens, tx.dst, tx.count, this.txCounters)
+  }
+
+  recvNow(): number {
+    const b = this.rx
+    const n = native.udpRecvBatch(this.fd, b.data, b.slotSize, HEADROOM, b.len, b.meta, b.slots)
+    b.count = n
+    return n
+  }
+
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    this.stop()
+    native.closeFd(this.fd)
+  }
+}
