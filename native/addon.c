@@ -18,20 +18,20 @@ napi_value rx_stop(napi_env, napi_callback_info);
 
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
-    {"tapOpen", NULL, tap_open, NULL, NULL, NULL, napi_default, NULL},
-    {"tapSetPersist", NULL, tap_set_persist, NULL, NULL, NULL, napi_default, NULL},
-    {"tapSetOffload", NULL, tap_set_offload, NULL, NULL, NULL, napi_default, NULL},
-    {"tapSetVnetHdrSize", NULL, tap_set_vnet_hdr_size, NULL, NULL, NULL, napi_default, NULL},
-    {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
-    {"readBatch", NULL, read_batch, NULL, NULL, NULL, napi_default, NULL},
-    {"writeBatch", NULL, write_batch, NULL, NULL, NULL, napi_default, NULL},
-    {"udpOpen", NULL, udp_open, NULL, NULL, NULL, napi_default, NULL},
-    {"udpSetOption", NULL, udp_set_option, NULL, NULL, NULL, napi_default, NULL},
-    {"udpRecvBatch", NULL, udp_recv_batch_js, NULL, NULL, NULL, napi_default, NULL},
-    {"udpSendBatch", NULL, udp_send_batch, NULL, NULL, NULL, napi_default, NULL},
-    {"rxStart", NULL, rx_start, NULL, NULL, NULL, napi_default, NULL},
-    {"udpRxStart", NULL, udp_rx_start, NULL, NULL, NULL, napi_default, NULL},
-    {"rxStop", NULL, rx_stop, NULL, NULL, NULL, napi_default, NULL},
+    {"tapOpen", NULL, tap_open, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"tapSetPersist", NULL, tap_set_persist, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"tapSetOffload", NULL, tap_set_offload, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"tapSetVnetHdrSize", NULL, tap_set_vnet_hdr_size, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"readBatch", NULL, read_batch, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"writeBatch", NULL, write_batch, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"udpOpen", NULL, udp_open, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"udpSetOption", NULL, udp_set_option, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"udpRecvBatch", NULL, udp_recv_batch_js, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"udpSendBatch", NULL, udp_send_batch, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"rxStart", NULL, rx_start, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"udpRxStart", NULL, udp_rx_start, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"rxStop", NULL, rx_stop, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

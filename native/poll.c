@@ -74,7 +74,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   napi_value fn, recv, arg, result;
   napi_open_handle_scope(p->env, &scope);
   napi_get_reference_value(p->env, p->cb, &fn);
-  napi_get_undefined(p->env, &recv);
+  napi_get_global(p->env, &recv);
   napi_create_int32(p->env, n, &arg);
   napi_make_callback(p->env, p->ctx, recv, fn, 1, &arg, &result);
   napi_close_handle_scope(p->env, scope);

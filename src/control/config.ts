@@ -1,0 +1,268 @@
+/**
+ * Loads and validates the agent's config, then hands back one normalized,
+ * fully defaulted object that also carries the numeric forms the data path
+ * uses (IPv4 as u32, MAC as hi16/lo32).
+ *
+ * Validation runs in two passes and reports every problem of both:
+ * 1. the schema (config-schema.ts) checks each value on its own;
+ * 2. the rules (config-rules.ts) check values against each other, on what
+ *    survived the first pass (config-salvage.ts).
+ * Any problem throws a ConfigError and nothing is returned: the agent
+ * validates the whole config before it changes anything.
+ */
+import * as fs from 'node:fs'
+import { LineCounter, parseDocument } from 'yaml'
+import type { Document } from 'yaml'
+import { ipv4Format, macFormat, prefixMask } from '../wire/addr'
+import { ConfigError, ConfigReadError } from './config-error'
+import type { ConfigProblem } from './config-error'
+import { configErrorMap, formatPath, issuesToProblems } from './config-issues'
+import type { PathProblem } from './config-issues'
+import { checkRules, netnsPath } from './config-rules'
+import { salvage } from './config-salvage'
+import type { Salvaged } from './config-salvage'
+import { configSchema, NETNS_RUN_DIR, VXLAN_OVERHEAD_LEN } from './config-schema'
+import type { LogLevel, RawConfig, RawNetwork, RawPod } from './config-schema'
+import { derivePodMac } from './pod-mac'
+
+export { CONFIG_INVALID, CONFIG_UNREADABLE, ConfigError, ConfigReadError, formatProblem } from './config-error'
+export type { ConfigProblem } from './config-error'
+export { derivePodMac } from './pod-mac'
+export {
+  FDB_DEFAULT_AGE_S, FDB_DEFAULT_MAX_ENTRIES, LOG_LEVELS, NETNS_RUN_DIR, POD_DEFAULT_IFNAME,
+  VNI_MAX, VXLAN_DEFAULT_SRC_PORT_MAX, VXLAN_DEFAULT_SRC_PORT_MIN, VXLAN_IANA_PORT, VXLAN_OVERHEAD_LEN,
+} from './config-schema'
+export type { LogLevel } from './config-schema'
+
+// ---- The normalized config
+
+export interface NodeConfig {
+  name: string
+  underlayIP: string
+  /** underlayIP as an unsigned 32-bit number. */
+  underlayAddr: number
+  vxlanPort: number
+  /** Underlay MTU. */
+  mtu: number
+  /** MTU of pod interfaces: as configured, or mtu - VXLAN_OVERHEAD_LEN. */
+  podMtu: number
+}
+
+export interface NetworkConfig {
+  name: string
+  vni: number
+  /** Canonical text, as `10.244.0.0/16`. */
+  subnet: string
+  subnetAddr: number
+  subnetPrefix: number
+  subnetMask: number
+  broadcastAddr: number
+  /** The address every agent answers ARP for in this network, or null. */
+  gateway: string | null
+  gatewayAddr: number | null
+}
+
+export interface PodConfig {
+  name: string
+  /** Name of the pod's network, and its index in Config.networks and VNI. */
+  network: string
+  networkIndex: number
+  vni: number
+  /** As configured: a name under NETNS_RUN_DIR or an absolute path. */
+  netns: string
+  /** The absolute path of the namespace file. */
+  netnsPath: string
+  ifname: string
+  /** Address with prefix, as `10.244.1.2/16`. */
+  ip: string
+  ipAddr: number
+  prefix: number
+  /** Lowercase, colon separated. */
+  mac: string
+  macHi: number
+  macLo: number
+  /** True when mac was not configured and came from derivePodMac(name). */
+  macDerived: boolean
+  portSecurity: boolean
+}
+
+export interface VxlanConfig {
+  /** Range of the outer UDP source port, chosen per inner flow for underlay ECMP. */
+  srcPortMin: number
+  srcPortMax: number
+}
+
+export interface FdbConfig {
+  ageSeconds: number
+  maxEntries: number
+  /** 0 means unlimited. */
+  maxPerVni: number
+  /** 0 means unlimited. */
+  maxPerPort: number
+}
+
+export interface LogConfig {
+  level: LogLevel
+}
+
+export interface Config {
+  node: NodeConfig
+  networks: NetworkConfig[]
+  /** Remote VTEP addresses as text, and the same as u32 in peerAddrs (same order). */
+  peers: string[]
+  peerAddrs: number[]
+  learnPeers: boolean
+  arpSuppression: boolean
+  vxlan: VxlanConfig
+  fdb: FdbConfig
+  offloads: boolean
+  log: LogConfig
+  pods: PodConfig[]
+}
+
+export interface ParseOptions {
+  /**
+   * Whether a pod's netns exists; given the configured text (a name or an
+   * absolute path). The default looks in NETNS_RUN_DIR or at the path.
+   */
+  netnsExists?: (nameOrPath: string) => boolean
+}
+
+export function defaultNetnsExists(nameOrPath: string): boolean {
+  return fs.existsSync(netnsPath(nameOrPath))
+}
+
+// ---- Entry points
+
+/** Validates a parsed config object (from YAML, JSON or a test) and returns it normalized; throws ConfigError. */
+export function parseConfig(obj: unknown, opts: ParseOptions = {}): Config {
+  const { config, problems } = validate(obj, opts)
+  if (!config) throw new ConfigError(problems.map((p) => ({ path: formatPath(p.path), message: p.message })))
+  return config
+}
+
+/** Parses YAML text and validates it; problems carry the line and column of their key. */
+export function parseConfigText(text: string, opts: ParseOptions = {}): Config {
+  return parseYaml(text, opts, undefined)
+}
+
+/** Reads a YAML config file and validates it; throws ConfigReadError if it cannot be read, ConfigError if it is invalid. */
+export function loadConfigFile(path: string, opts: ParseOptions = {}): Config {
+  let text: string
+  try {
+    text = fs.readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new ConfigReadError(path, err)
+  }
+  return parseYaml(text, opts, path)
+}
+
+function parseYaml(text: string, opts: ParseOptions, file: string | undefined): Config {
+  const lines = new LineCounter()
+  // uniqueKeys (the default) makes a repeated key an error rather than a silent overwrite.
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true })
+  if (doc.errors.length > 0) {
+    throw new ConfigError(doc.errors.map((e): ConfigProblem => {
+      const pos = e.linePos?.[0] ?? lines.linePos(e.pos[0])
+      return { path: '', message: `invalid YAML: ${e.message}`, line: pos.line, column: pos.col }
+    }), file)
+  }
+  const { config, problems } = validate(doc.toJS(), opts)
+  if (!config) throw new ConfigError(problems.map((p) => locate(p, doc, lines)), file)
+  return config
+}
+
+/** Adds the line and column of the nearest key of `p.path` that the YAML has (a missing key: its parent). */
+function locate(p: PathProblem, doc: Document, lines: LineCounter): ConfigProblem {
+  const out: ConfigProblem = { path: formatPath(p.path), message: p.message }
+  for (let n = p.path.length; n > 0; n--) {
+    const node = doc.getIn(p.path.slice(0, n), true) as { range?: [number, number, number] } | undefined
+    if (node && typeof node === 'object' && node.range) {
+      const pos = lines.linePos(node.range[0])
+      out.line = pos.line
+      out.column = pos.col
+      break
+    }
+  }
+  return out
+}
+
+function validate(obj: unknown, opts: ParseOptions): { config?: Config; problems: PathProblem[] } {
+  const parsed = configSchema.safeParse(obj, { reportInput: true, error: configErrorMap })
+  const problems = parsed.success ? [] : issuesToProblems(parsed.error.issues, configSchema)
+  const partial = (parsed.success ? parsed.data : salvage(configSchema, obj) ?? {}) as Salvaged<RawConfig>
+  problems.push(...checkRules(partial, { netnsExists: opts.netnsExists ?? defaultNetnsExists }))
+  if (!parsed.success || problems.length > 0) return { problems }
+  return { config: normalize(parsed.data), problems }
+}
+
+// ---- Normalization (only ever sees a config that passed every check)
+
+function normalize(raw: RawConfig): Config {
+  const networks = raw.networks.map(normalizeNetwork)
+  const networkIndex = new Map(networks.map((n, i) => [n.name, i]))
+  return {
+    node: {
+      name: raw.node.name,
+      underlayIP: raw.node.underlayIP.text,
+      underlayAddr: raw.node.underlayIP.addr,
+      vxlanPort: raw.node.vxlanPort,
+      mtu: raw.node.mtu,
+      podMtu: raw.node.podMtu ?? raw.node.mtu - VXLAN_OVERHEAD_LEN,
+    },
+    networks,
+    peers: raw.peers.map((p) => p.text),
+    peerAddrs: raw.peers.map((p) => p.addr),
+    learnPeers: raw.learnPeers,
+    arpSuppression: raw.arpSuppression,
+    vxlan: { ...raw.vxlan },
+    fdb: { ...raw.fdb },
+    offloads: raw.offloads,
+    log: { ...raw.log },
+    pods: raw.pods.map((p) => {
+      const index = networkIndex.get(p.network)
+      // checkRules reported any unknown network, so this cannot happen.
+      if (index === undefined) throw new Error(`BUG: pod ${p.name}'s network ${p.network} vanished after validation`)
+      return normalizePod(p, networks[index], index)
+    }),
+  }
+}
+
+function normalizeNetwork(n: RawNetwork): NetworkConfig {
+  const mask = prefixMask(n.subnet.prefix)
+  return {
+    name: n.name,
+    vni: n.vni,
+    subnet: `${ipv4Format(n.subnet.addr)}/${n.subnet.prefix}`,
+    subnetAddr: n.subnet.addr,
+    subnetPrefix: n.subnet.prefix,
+    subnetMask: mask,
+    broadcastAddr: (n.subnet.addr | ~mask) >>> 0,
+    gateway: n.gateway?.text ?? null,
+    gatewayAddr: n.gateway?.addr ?? null,
+  }
+}
+
+function normalizePod(p: RawPod, net: NetworkConfig, networkIndex: number): PodConfig {
+  const mac = p.mac ?? derivePodMac(p.name)
+  return {
+    name: p.name,
+    network: net.name,
+    networkIndex,
+    vni: net.vni,
+    netns: p.netns,
+    netnsPath: netnsPath(p.netns),
+    ifname: p.ifname,
+    ip: `${ipv4Format(p.ip.addr)}/${p.ip.prefix}`,
+    ipAddr: p.ip.addr,
+    prefix: p.ip.prefix,
+    mac: macFormat(mac.hi, mac.lo),
+    macHi: mac.hi,
+    macLo: mac.lo,
+    macDerived: p.mac === undefined,
+    portSecurity: p.portSecurity,
+  }
+}
+
+/** Where named namespaces live; re-exported for callers building paths. */
+export const NETNS_DIR = NETNS_RUN_DIR
