@@ -50,7 +50,7 @@ const EXPECTED: Record<string, string> = {
   boolean: 'true or false',
 }
 
-/** Words the issues schemas leave to zod; returns undefined for codes it does not know (zod's wording then). */
+/** Words the issues that schemas leave to zod; returns undefined for codes it does not know (zod's wording then). */
 export const configErrorMap: z.core.$ZodErrorMap = (iss) => {
   switch (iss.code) {
     case 'invalid_type':
@@ -126,11 +126,15 @@ function objectKeysAt(root: z.core.$ZodType, path: ConfigPath): string[] {
   return Object.keys(schemaDef(s).shape ?? {})
 }
 
-/** Same key up to case, or one edit away (a typo): `underlayIp` -> `underlayIP`, `vnii` -> `vni`. */
+/** Same key up to case, or a typo away: one edit for short keys, two for keys of six or more letters. */
 function isNear(known: string, given: string): boolean {
   const a = known.toLowerCase(), b = given.toLowerCase()
   if (a === b) return true
-  if (Math.abs(a.length - b.length) > 1 || Math.min(a.length, b.length) < 3) return false
+  const shorter = Math.min(a.length, b.length)
+  if (shorter < 3) return false
+  const limit = shorter >= 6 ? 2 : 1
+  if (Math.abs(a.length - b.length) > limit) return false
+  // Levenshtein distance, one row at a time.
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j)
   for (let i = 1; i <= a.length; i++) {
     const cur = [i]
@@ -139,5 +143,5 @@ function isNear(known: string, given: string): boolean {
     }
     prev = cur
   }
-  return prev[b.length] <= 1
+  return prev[b.length] <= limit
 }

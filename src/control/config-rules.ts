@@ -116,10 +116,12 @@ const podsValid: Rule = ({ networks, pods = [] }, ctx, report) => {
 
   pods.forEach((pod, i) => {
     if (!pod) return
+    let nameTaken = false
     if (pod.name !== undefined) {
       const first = byName.get(pod.name)
       if (first === undefined) byName.set(pod.name, i)
       else report(['pods', i, 'name'], `"${pod.name}" is already used by pods[${first}]`)
+      nameTaken = first !== undefined
     }
 
     const found = pod.network === undefined ? undefined : netByName.get(pod.network)
@@ -148,7 +150,8 @@ const podsValid: Rule = ({ networks, pods = [] }, ctx, report) => {
     }
 
     // A pod without `mac` gets one derived from its name; it must not collide either.
-    const mac = pod.mac ?? (pod.name !== undefined ? derivePodMac(pod.name) : undefined)
+    // A repeated name would derive a repeated MAC: that is one problem, reported above.
+    const mac = pod.mac ?? (pod.name !== undefined && !nameTaken ? derivePodMac(pod.name) : undefined)
     if (mac) {
       const key = `${mac.hi}/${mac.lo}`
       const first = byMac.get(key)

@@ -222,7 +222,7 @@ export const configSchema = z.strictObject({
   offloads: bool.default(true),
   log: logSchema.prefault({}),
   pods: z.array(podSchema, { error: notA('a list') }).default(() => []),
-}, { error: (iss) => (iss.input === undefined || iss.input === null ? 'the config is empty' : `${showValue(iss.input)} is not a mapping`) })
+}, { error: (iss) => (iss.input === undefined || iss.input === null ? 'is empty (expected a mapping with at least node)' : `${showValue(iss.input)} is not a mapping`) })
 
 /** The config after the schema alone: fields checked and defaulted, relations not yet. */
 export type RawConfig = z.output<typeof configSchema>

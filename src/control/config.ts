@@ -21,13 +21,14 @@ import type { PathProblem } from './config-issues'
 import { checkRules, netnsPath } from './config-rules'
 import { salvage } from './config-salvage'
 import type { Salvaged } from './config-salvage'
-import { configSchema, NETNS_RUN_DIR, VXLAN_OVERHEAD_LEN } from './config-schema'
+import { configSchema, VXLAN_OVERHEAD_LEN } from './config-schema'
 import type { LogLevel, RawConfig, RawNetwork, RawPod } from './config-schema'
 import { derivePodMac } from './pod-mac'
 
 export { CONFIG_INVALID, CONFIG_UNREADABLE, ConfigError, ConfigReadError, formatProblem } from './config-error'
 export type { ConfigProblem } from './config-error'
 export { derivePodMac } from './pod-mac'
+export { netnsPath } from './config-rules'
 export {
   FDB_DEFAULT_AGE_S, FDB_DEFAULT_MAX_ENTRIES, LOG_LEVELS, NETNS_RUN_DIR, POD_DEFAULT_IFNAME,
   VNI_MAX, VXLAN_DEFAULT_SRC_PORT_MAX, VXLAN_DEFAULT_SRC_PORT_MIN, VXLAN_IANA_PORT, VXLAN_OVERHEAD_LEN,
@@ -263,6 +264,3 @@ function normalizePod(p: RawPod, net: NetworkConfig, networkIndex: number): PodC
     portSecurity: p.portSecurity,
   }
 }
-
-/** Where named namespaces live; re-exported for callers building paths. */
-export const NETNS_DIR = NETNS_RUN_DIR

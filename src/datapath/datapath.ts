@@ -1,0 +1,555 @@
+/**
+ * The batch pipeline: frames from pod TAPs and from the underlay socket are
+ * switched per VNI and sent on in batches.
+ *
+ *   pod TAP rx batch --> port security --> ARP (gateway, suppression) --> learn src MAC
+ *        --> FDB lookup --> local pod tx list | VXLAN encap -> underlay tx list | flood
+ *   underlay rx batch --> peer check --> VXLAN check --> VNI --> learn src MAC
+ *        --> FDB lookup --> local pod tx list | flood to local pods only (split horizon)
+ *
+ * Rules of this file:
+ * - Nothing keeps a slot past its batch: every tx list is flushed before the
+ *   callback returns, and the rx slab is reused by the next read.
+ * - Nothing is allocated per frame: tx lists, scratch slabs and counters are made
+ *   when ports are added. Time is read once per batch.
+ * - Errors are drop reasons (drops.ts), never exceptions.
+ *
+ * Frame layout in a slot (pod TAPs carry a virtio-net header):
+ *   [ headroom | vnet hdr (10) | Ethernet frame ... ]
+ * Encapsulation writes the 8-byte VXLAN header in front of the Ethernet frame
+ * (over the vnet header, already parsed), so a unicast to a peer is not copied.
+ * A flood that goes both to local pods (which need the vnet header) and to peers
+ * (which need VXLAN in the same place) is copied once into a scratch slab for
+ * the peers.
+ */
+import { Batch, TxList, SLOT_PLAIN } from '../lib/batch'
+import {
+  ETH_HLEN, ETH_OFF_DST, ETH_OFF_SRC, ETHERTYPE_ARP, ETHERTYPE_IPV4, ethCheck, ethTypeAfterTags,
+  macHi, macLo, macIs, macIsMulticast, macWrite, macCopy,
+} from '../wire/ethernet'
+import { ARP_OFF_SHA, ARP_OP_REPLY, ARP_OP_REQUEST, arpCheck, arpOp, arpSpa, arpTpa, arpWrite } from '../wire/arp'
+import { ipv4Check, ipv4Src } from '../wire/ipv4'
+import { VXLAN_HLEN, vxlanCheck, vxlanVni, vxlanWrite } from '../wire/vxlan'
+import { Malformed } from '../wire/malformed'
+import { flowHash } from '../wire/flowhash'
+import {
+  VNET_HLEN, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, vnetFlags, vnetGsoType, vnetCsumStart, vnetCsumOffset,
+  vnetCompleteChecksum, vnetWriteNone,
+} from '../wire/vnet'
+import { Fdb, FdbOptions, LearnResult } from '../switch/fdb'
+import { ArpTable } from '../switch/arp-table'
+import { PeerTable, PEER_PORT_BASE, isPeerPort } from '../overlay/peers'
+import { Drop, DROP_COUNT } from './drops'
+
+/** Something that reads frames in batches and writes them (a TAP, or a test double). */
+export interface FrameIo {
+  readonly rx: Batch
+  readonly txCounters: Float64Array
+  start(onBatch: (n: number) => void): void
+  stop(): void
+  write(buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, n: number): number
+}
+
+/** Something that receives and sends datagrams in batches (the underlay UDP socket). */
+export interface DatagramIo {
+  readonly rx: Batch
+  readonly txCounters: Float64Array
+  readonly port: number
+  start(onBatch: (n: number) => void): void
+  stop(): void
+  send(buf: Uint8Array, tx: TxList): number
+}
+
+export interface PodSpec {
+  name: string
+  vni: number
+  macHi: number
+  macLo: number
+  ip: number
+  /** Largest IP packet the pod may send (its interface MTU). */
+  mtu: number
+  portSecurity: boolean
+  /** Whether frames on this port carry a virtio-net header. */
+  vnetHdr: boolean
+}
+
+export interface DatapathOptions {
+  vxlanPort: number
+  fdb?: FdbOptions
+  arpSuppression?: boolean
+  learnPeers?: boolean
+  /** The anycast gateway's MAC, the same on every host. */
+  routerMacHi?: number
+  routerMacLo?: number
+  /** Monotonic clock in ms (injected for tests). */
+  now?: () => number
+}
+
+/** Default anycast gateway MAC: 02:74:61:70:00:01, locally administered. */
+export const ROUTER_MAC_HI = 0x0274
+export const ROUTER_MAC_LO = 0x61700001
+
+export const MAX_PORTS = 4096
+/** Per-port counters: 4 slots each. */
+export const STAT_RX_FRAMES = 0
+export const STAT_RX_BYTES = 1
+export const STAT_TX_FRAMES = 2
+export const STAT_TX_BYTES = 3
+/** Port number used for the underlay in per-port statistics. */
+export const UNDERLAY_PORT = 0
+
+const FLOOD_SLAB_FRAMES = 64
+const UDP_TX_CAPACITY = 1024
+
+export class PodPort {
+  readonly tx: TxList
+  /** Bytes of virtio-net header in front of each frame on this port. */
+  readonly vnetLen: number
+  constructor(readonly id: number, readonly spec: PodSpec, readonly io: FrameIo) {
+    this.vnetLen = spec.vnetHdr ? VNET_HLEN : 0
+    this.tx = new TxList(Math.max(256, io.rx.slots * 4))
+  }
+}
+
+class Network {
+  /** Local pod port ids in this VNI (dense, rebuilt on change). */
+  ports = new Int32Array(0)
+  constructor(readonly vni: number, readonly gatewayIp: number) {}
+}
+
+/** A socket of the transmit pool with its tx lists: one into the rx slab, one into the flood slab. */
+class TxSocket {
+  readonly inPlace = new TxList(UDP_TX_CAPACITY)
+  readonly copied = new TxList(UDP_TX_CAPACITY)
+  constructor(readonly io: DatagramIo) {}
+}
+
+export class Datapath {
+  readonly fdb: Fdb
+  readonly arp: ArpTable
+  readonly peers = new PeerTable()
+  readonly drops = new Float64Array(DROP_COUNT)
+  readonly stats = new Float64Array(MAX_PORTS * 4)
+  readonly vxlanPort: number
+  arpSuppression: boolean
+  learnPeers: boolean
+  readonly routerMacHi: number
+  readonly routerMacLo: number
+  /** Frames answered by the agent itself (ARP for the gateway or suppressed ARP). */
+  arpAnswered = 0
+  /** Batches processed, and frames in them (batch size = frames / batches). */
+  batches = 0
+  batchFrames = 0
+
+  private readonly pods: (PodPort | null)[] = new Array(MAX_PORTS).fill(null)
+  private readonly nets = new Map<number, Network>()
+  private readonly dirty = new Int32Array(MAX_PORTS)
+  private dirtyCount = 0
+  private underlay: DatagramIo | null = null
+  private txSockets: TxSocket[] = []
+  private readonly floodSlab = new Uint8Array(FLOOD_SLAB_FRAMES * SLOT_PLAIN)
+  private floodUsed = 0
+  private readonly now: () => number
+  private readonly hashSeed = (Math.random() * 2 ** 32) >>> 0
+
+  constructor(opts: DatapathOptions) {
+    this.vxlanPort = opts.vxlanPort
+    this.fdb = new Fdb(opts.fdb)
+    this.arp = new ArpTable(this.fdb.ageMs, this.fdb.maxEntries)
+    this.arpSuppression = opts.arpSuppression ?? true
+    this.learnPeers = opts.learnPeers ?? false
+    this.routerMacHi = opts.routerMacHi ?? ROUTER_MAC_HI
+    this.routerMacLo = opts.routerMacLo ?? ROUTER_MAC_LO
+    this.now = opts.now ?? (() => performance.now())
+  }
+
+  // ---- control-plane operations (not per packet) ----
+
+  addNetwork(vni: number, gatewayIp: number): void {
+    if (!this.nets.has(vni)) this.nets.set(vni, new Network(vni, gatewayIp >>> 0))
+  }
+
+  removeNetwork(vni: number): void {
+    this.nets.delete(vni)
+    this.fdb.removeVni(vni)
+  }
+
+  hasNetwork(vni: number): boolean {
+    return this.nets.has(vni)
+  }
+
+  /** Adds a pod port and starts reading from it. */
+  addPod(spec: PodSpec, io: FrameIo): PodPort {
+    const net = this.nets.get(spec.vni)
+    if (!net) throw new Error(`pod ${spec.name}: no network with VNI ${spec.vni}`)
+    let id = -1
+    for (let i = 1; i < MAX_PORTS; i++) if (this.pods[i] === null) { id = i; break }
+    if (id < 0) throw new Error(`no free port for pod ${spec.name} (at most ${MAX_PORTS - 1})`)
+    const pod = new PodPort(id, spec, io)
+    this.pods[id] = pod
+    this.rebuildNet(net)
+    this.fdb.removePort(id)
+    this.fdb.addStatic(spec.vni, spec.macHi, spec.macLo, id)
+    this.arp.addStatic(spec.vni, spec.ip, spec.macHi, spec.macLo)
+    for (let s = 0; s < 4; s++) this.stats[id * 4 + s] = 0
+    io.start((n) => this.onPodBatch(pod, n))
+    return pod
+  }
+
+  removePod(id: number): void {
+    const pod = this.pods[id]
+    if (!pod) return
+    pod.io.stop()
+    this.pods[id] = null
+    this.fdb.removeStatic(pod.spec.vni, pod.spec.macHi, pod.spec.macLo)
+    this.fdb.removePort(id)
+    this.arp.remove(pod.spec.vni, pod.spec.ip)
+    const net = this.nets.get(pod.spec.vni)
+    if (net) this.rebuildNet(net)
+  }
+
+  pod(id: number): PodPort | null {
+    return this.pods[id] ?? null
+  }
+
+  podList(): PodPort[] {
+    return this.pods.filter((p): p is PodPort => p !== null)
+  }
+
+  /**
+   * Attaches the underlay: `rx` receives VXLAN on the VXLAN port; `tx` is the
+   * transmit pool (each socket bound to its own source port; a flow's hash picks
+   * one, so the underlay can spread flows). `rx` itself may be the only tx socket.
+   */
+  attachUnderlay(rx: DatagramIo, tx: DatagramIo[]): void {
+    this.underlay = rx
+    this.txSockets = (tx.length > 0 ? tx : [rx]).map((io) => new TxSocket(io))
+    rx.start((n) => this.onUnderlayBatch(n))
+  }
+
+  detachUnderlay(): void {
+    this.underlay?.stop()
+    this.underlay = null
+    this.txSockets = []
+  }
+
+  addPeer(addr: number): number {
+    return this.peers.add(addr >>> 0, true)
+  }
+
+  removePeer(addr: number): void {
+    const i = this.peers.remove(addr >>> 0)
+    if (i >= 0) this.fdb.removePort(PEER_PORT_BASE + i)
+  }
+
+  /** Ages the FDB and ARP table; call every second or so. */
+  sweep(): number {
+    return this.fdb.sweep(this.now())
+  }
+
+  /** Source UDP ports of the transmit pool. */
+  sourcePorts(): number[] {
+    return this.txSockets.map((s) => s.io.port)
+  }
+
+  // ---- data path ----
+
+  /** One batch from a pod's TAP. */
+  onPodBatch(pod: PodPort, n: number): void {
+    if (n <= 0) return
+    const now = this.now()
+    const rx = pod.io.rx
+    const buf = rx.data
+    const spec = pod.spec
+    const vni = spec.vni
+    const net = this.nets.get(vni)
+    if (!net) return
+    const vnetLen = pod.vnetLen
+    const st = pod.id * 4
+    this.batches++
+    this.batchFrames += n
+    this.floodUsed = 0
+    let rxBytes = 0
+    for (let i = 0; i < n; i++) {
+      const base = rx.off(i)
+      const total = rx.len[i]
+      rxBytes += total
+      const frame = base + vnetLen
+      const len = total - vnetLen
+      const hlen = ethCheck(buf, frame, len)
+      if (hlen < 0) { this.drops[Drop.Malformed]++; continue }
+      // Port security: the pod sends only as itself.
+      if (spec.portSecurity && !macIs(buf, frame + ETH_OFF_SRC, spec.macHi, spec.macLo)) { this.drops[Drop.Spoofed]++; continue }
+      const type = ethTypeAfterTags(buf, frame, hlen)
+      const l3 = frame + hlen
+      let gsoType = VNET_GSO_NONE
+      if (vnetLen > 0) {
+        gsoType = vnetGsoType(buf, base)
+        if (gsoType === VNET_GSO_NONE && len - hlen > spec.mtu) { this.drops[Drop.Mtu]++; continue }
+      } else if (len - hlen > spec.mtu) { this.drops[Drop.Mtu]++; continue }
+      if (type === ETHERTYPE_ARP) {
+        if (arpCheck(buf, l3, len - hlen) < 0) { this.drops[Drop.Malformed]++; continue }
+        const spa = arpSpa(buf, l3)
+        if (spec.portSecurity && (!macIs(buf, l3 + ARP_OFF_SHA, spec.macHi, spec.macLo) || (spa !== spec.ip && spa !== 0))) {
+          this.drops[Drop.Spoofed]++
+          continue
+        }
+        if (arpOp(buf, l3) === ARP_OP_REQUEST && this.answerArp(net, buf, frame, l3, now)) {
+          if (vnetLen > 0) vnetWriteNone(buf, base)
+          this.queuePod(pod, base, total)
+          continue
+        }
+      } else if (type === ETHERTYPE_IPV4 && spec.portSecurity) {
+        const ihl = ipv4Check(buf, l3, len - hlen)
+        if (ihl < 0) { this.drops[Drop.Malformed]++; continue }
+        const src = ipv4Src(buf, l3)
+        if (src !== spec.ip && src !== 0) { this.drops[Drop.Spoofed]++; continue }
+      }
+      const lr = this.fdb.learn(vni, buf, frame + ETH_OFF_SRC, pod.id, now)
+      void lr
+      // Destination.
+      if (macIsMulticast(buf, frame + ETH_OFF_DST)) {
+        this.flood(net, pod.id, buf, base, frame, len, vnetLen, gsoType, true)
+        continue
+      }
+      if (macIs(buf, frame + ETH_OFF_DST, this.routerMacHi, this.routerMacLo)) {
+        this.drops[Drop.NoRoute]++
+        continue
+      }
+      const port = this.fdb.lookup(vni, buf, frame + ETH_OFF_DST, now)
+      if (port < 0) {
+        this.flood(net, pod.id, buf, base, frame, len, vnetLen, gsoType, true)
+      } else if (isPeerPort(port)) {
+        this.toPeer(port - PEER_PORT_BASE, vni, buf, base, frame, len, vnetLen, gsoType)
+      } else if (port === pod.id) {
+        this.drops[Drop.SamePort]++
+      } else {
+        const q = this.pods[port]
+        if (q === null) { this.drops[Drop.NotLocal]++; continue }
+        this.toLocal(q, buf, base, frame, len, vnetLen, gsoType)
+      }
+    }
+    this.stats[st + STAT_RX_FRAMES] += n
+    this.stats[st + STAT_RX_BYTES] += rxBytes
+    this.flush(buf)
+  }
+
+  /** One batch of datagrams from the underlay socket. */
+  onUnderlayBatch(n: number): void {
+    const u = this.underlay
+    if (n <= 0 || u === null) return
+    const now = this.now()
+    const rx = u.rx
+    const buf = rx.data
+    const meta = rx.meta
+    this.batches++
+    this.batchFrames += n
+    this.floodUsed = 0
+    let rxBytes = 0
+    for (let i = 0; i < n; i++) {
+      const off = rx.off(i)
+      const len = rx.len[i]
+      rxBytes += len
+      if (len === 0) { this.drops[Drop.Malformed]++; continue }
+      const src = meta[3 * i]
+      let peer = this.peers.indexOf(src)
+      if (peer < 0) {
+        if (!this.learnPeers) { this.drops[Drop.UnknownPeer]++; continue }
+        peer = this.peers.add(src, false)
+        if (peer < 0) { this.drops[Drop.UnknownPeer]++; continue }
+      }
+      const vh = vxlanCheck(buf, off, len)
+      if (vh < 0) { this.drops[vh === Malformed.VxlanNoIFlag ? Drop.VxlanNoIFlag : Drop.Malformed]++; continue }
+      const vni = vxlanVni(buf, off)
+      const net = this.nets.get(vni)
+      if (net === undefined) { this.drops[Drop.UnknownVni]++; continue }
+      const frame = off + VXLAN_HLEN
+      const flen = len - VXLAN_HLEN
+      const hlen = ethCheck(buf, frame, flen)
+      if (hlen < 0) { this.drops[Drop.Malformed]++; continue }
+      const peerPort = PEER_PORT_BASE + peer
+      this.fdb.learn(vni, buf, frame + ETH_OFF_SRC, peerPort, now)
+      if (ethTypeAfterTags(buf, frame, hlen) === ETHERTYPE_ARP && arpCheck(buf, frame + hlen, flen - hlen) > 0) {
+        const spa = arpSpa(buf, frame + hlen)
+        if (spa !== 0) {
+          const sha = frame + hlen + ARP_OFF_SHA
+          this.arp.learn(vni, spa, macHi(buf, sha), macLo(buf, sha), now)
+        }
+      }
+      if (macIsMulticast(buf, frame + ETH_OFF_DST)) {
+        this.flood(net, -1, buf, frame - VNET_HLEN, frame, flen, -1, VNET_GSO_NONE, false)
+        continue
+      }
+      const port = this.fdb.lookup(vni, buf, frame + ETH_OFF_DST, now)
+      if (port < 0) {
+        this.flood(net, -1, buf, frame - VNET_HLEN, frame, flen, -1, VNET_GSO_NONE, false)
+      } else if (isPeerPort(port)) {
+        this.drops[Drop.NotLocal]++
+      } else {
+        const q = this.pods[port]
+        if (q === null) { this.drops[Drop.NotLocal]++; continue }
+        this.toLocal(q, buf, frame - VNET_HLEN, frame, flen, -1, VNET_GSO_NONE)
+      }
+    }
+    this.stats[UNDERLAY_PORT * 4 + STAT_RX_FRAMES] += n
+    this.stats[UNDERLAY_PORT * 4 + STAT_RX_BYTES] += rxBytes
+    this.flush(buf)
+  }
+
+  /**
+   * Answers an ARP request in place (turning it into the reply) when it asks for
+   * the gateway, or for an address the ARP table knows (suppression).
+   */
+  private answerArp(net: Network, buf: Uint8Array, frame: number, l3: number, now: number): boolean {
+    const tpa = arpTpa(buf, l3)
+    let hi: number
+    let lo: number
+    if (tpa === net.gatewayIp && tpa !== 0) {
+      hi = this.routerMacHi
+      lo = this.routerMacLo
+    } else if (this.arpSuppression && this.arp.lookup(net.vni, tpa, now)) {
+      hi = this.arp.foundHi
+      lo = this.arp.foundLo
+    } else {
+      return false
+    }
+    const spa = arpSpa(buf, l3)
+    const shaHi = macHi(buf, l3 + ARP_OFF_SHA)
+    const shaLo = macLo(buf, l3 + ARP_OFF_SHA)
+    if (shaHi === hi && shaLo === lo) return false // a probe for its own address: let it flood
+    arpWrite(buf, l3, ARP_OP_REPLY, hi, lo, tpa, shaHi, shaLo, spa)
+    macCopy(buf, frame + ETH_OFF_DST, buf, frame + ETH_OFF_SRC)
+    macWrite(buf, frame + ETH_OFF_SRC, hi, lo)
+    this.arpAnswered++
+    return true
+  }
+
+  /**
+   * To a local pod. `base` is where the frame's virtio-net header is or goes
+   * (frame - VNET_HLEN); srcVnet is the source port's vnet length, or -1 for a
+   * frame from the underlay (complete checksums, no header yet).
+   */
+  private toLocal(q: PodPort, buf: Uint8Array, base: number, frame: number, len: number, srcVnet: number, gsoType: number): void {
+    if (q.vnetLen > 0) {
+      // Source pod and destination pod both carry vnet headers: pass it through
+      // untouched (partial checksums and TSO go straight to the other kernel).
+      if (srcVnet <= 0) vnetWriteNone(buf, frame - VNET_HLEN)
+      this.queuePod(q, frame - VNET_HLEN, len + VNET_HLEN)
+      return
+    }
+    if (srcVnet > 0 && !this.finishOffloads(buf, base, frame, len, gsoType)) return
+    this.queuePod(q, frame, len)
+  }
+
+  /** Completes what the pod's kernel left to us before the frame leaves to something that will not. */
+  private finishOffloads(buf: Uint8Array, base: number, frame: number, len: number, gsoType: number): boolean {
+    if (gsoType !== VNET_GSO_NONE) { this.drops[Drop.BadOffload]++; return false }
+    if ((vnetFlags(buf, base) & VNET_F_NEEDS_CSUM) !== 0 &&
+        !vnetCompleteChecksum(buf, frame, len, vnetCsumStart(buf, base), vnetCsumOffset(buf, base))) {
+      this.drops[Drop.BadOffload]++
+      return false
+    }
+    return true
+  }
+
+  /** Unicast to a remote VTEP: encapsulate in place and queue on the flow's socket. */
+  private toPeer(peer: number, vni: number, buf: Uint8Array, base: number, frame: number, len: number, srcVnet: number, gsoType: number): void {
+    if (srcVnet > 0 && !this.finishOffloads(buf, base, frame, len, gsoType)) return
+    const s = this.txSockets
+    if (s.length === 0) { this.drops[Drop.NotLocal]++; return }
+    const h = flowHash(buf, frame, len, this.hashSeed)
+    const sock = s[h % s.length]
+    const v = frame - VXLAN_HLEN
+    vxlanWrite(buf, v, vni)
+    if (!sock.inPlace.pushTo(v, len + VXLAN_HLEN, this.peers.addr[peer], this.vxlanPort, 0)) this.drops[Drop.QueueFull]++
+  }
+
+  /**
+   * Broadcast, multicast and unknown unicast: to every local pod of the VNI but
+   * the source and, for frames from a pod, to every peer (head-end replication).
+   * Frames from the underlay never go back to a peer (split horizon).
+   */
+  private flood(net: Network, fromPort: number, buf: Uint8Array, base: number, frame: number, len: number,
+    srcVnet: number, gsoType: number, toPeers: boolean): void {
+    const ports = net.ports
+    let sendPeers = toPeers && this.peers.active.length > 0 && this.txSockets.length > 0
+    if (srcVnet > 0 && sendPeers && !this.finishOffloads(buf, base, frame, len, gsoType)) sendPeers = false
+    for (let k = 0; k < ports.length; k++) {
+      const id = ports[k]
+      if (id === fromPort) continue
+      const q = this.pods[id]
+      if (q !== null) this.toLocal(q, buf, base, frame, len, srcVnet, gsoType)
+    }
+    if (!sendPeers) return
+    // One copy shared by every peer: [VXLAN | frame] in the flood slab.
+    const need = len + VXLAN_HLEN
+    if (this.floodUsed + need > this.floodSlab.length) { this.drops[Drop.QueueFull]++; return }
+    const v = this.floodUsed
+    this.floodUsed += need
+    vxlanWrite(this.floodSlab, v, net.vni)
+    this.floodSlab.set(buf.subarray(frame, frame + len), v + VXLAN_HLEN)
+    const sock = this.txSockets[flowHash(buf, frame, len, this.hashSeed) % this.txSockets.length]
+    const active = this.peers.active
+    for (let k = 0; k < active.length; k++) {
+      if (!sock.copied.pushTo(v, need, this.peers.addr[active[k]], this.vxlanPort, 0)) { this.drops[Drop.QueueFull]++; return }
+    }
+  }
+
+  private queuePod(q: PodPort, off: number, len: number): void {
+    if (q.tx.count === 0) this.dirty[this.dirtyCount++] = q.id
+    if (!q.tx.push(off, len)) this.drops[Drop.QueueFull]++
+  }
+
+  /** Sends everything queued in this batch. */
+  private flush(buf: Uint8Array): void {
+    for (let k = 0; k < this.dirtyCount; k++) {
+      const q = this.pods[this.dirty[k]]
+      if (q === null) continue
+      const tx = q.tx
+      const c = q.io.txCounters
+      const eagain = c[0]
+      const errs = c[1]
+      const w = q.io.write(buf, tx.offs, tx.lens, tx.count)
+      this.drops[Drop.TxBackpressure] += c[0] - eagain
+      this.drops[Drop.TxError] += c[1] - errs
+      const st = q.id * 4
+      this.stats[st + STAT_TX_FRAMES] += w
+      let bytes = 0
+      for (let j = 0; j < tx.count; j++) bytes += tx.lens[j]
+      this.stats[st + STAT_TX_BYTES] += bytes
+      tx.count = 0
+    }
+    this.dirtyCount = 0
+    const socks = this.txSockets
+    for (let k = 0; k < socks.length; k++) {
+      const s = socks[k]
+      if (s.inPlace.count > 0) this.sendUdp(s.io, buf, s.inPlace)
+      if (s.copied.count > 0) this.sendUdp(s.io, this.floodSlab, s.copied)
+    }
+  }
+
+  private sendUdp(io: DatagramIo, buf: Uint8Array, tx: TxList): void {
+    const c = io.txCounters
+    const eagain = c[0]
+    const errs = c[1]
+    const w = io.send(buf, tx)
+    this.drops[Drop.TxBackpressure] += c[0] - eagain
+    this.drops[Drop.TxError] += c[1] - errs
+    this.stats[UNDERLAY_PORT * 4 + STAT_TX_FRAMES] += w
+    let bytes = 0
+    for (let j = 0; j < tx.count; j++) bytes += tx.lens[j]
+    this.stats[UNDERLAY_PORT * 4 + STAT_TX_BYTES] += bytes
+    tx.count = 0
+  }
+
+  private rebuildNet(net: Network): void {
+    const ids: number[] = []
+    for (let i = 1; i < MAX_PORTS; i++) {
+      const p = this.pods[i]
+      if (p !== null && p.spec.vni === net.vni) ids.push(i)
+    }
+    net.ports = Int32Array.from(ids)
+  }
+}
+
+export { ETH_HLEN }
