@@ -81,10 +81,11 @@ napi_value udp_set_option(napi_env env, napi_callback_info info) {
   int level, opt, iv = (int)value;
   if (strcmp(name, "gro") == 0) level = SOL_UDP, opt = UDP_GRO;
   else if (strcmp(name, "gso") == 0) level = SOL_UDP, opt = UDP_SEGMENT;
+  else if (strcmp(name, "nocheck") == 0) level = SOL_SOCKET, opt = SO_NO_CHECK;
   else if (strcmp(name, "rcvbuf") == 0) level = SOL_SOCKET, opt = SO_RCVBUFFORCE;
   else if (strcmp(name, "sndbuf") == 0) level = SOL_SOCKET, opt = SO_SNDBUFFORCE;
   else {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "option must be one of gro, gso, rcvbuf, sndbuf");
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "option must be one of gro, gso, nocheck, rcvbuf, sndbuf");
     return NULL;
   }
   if (setsockopt(fd, level, opt, &iv, sizeof iv) < 0) {

@@ -15,7 +15,7 @@ export interface NativeAddon {
   readBatch(fd: number, buf: Uint8Array, slotSize: number, headroom: number, lens: Uint32Array, max: number): number
   writeBatch(fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, n: number, counters: Float64Array): number
   udpOpen(addr: number, port: number, flags: number): [number, number]
-  udpSetOption(fd: number, name: 'gro' | 'gso' | 'rcvbuf' | 'sndbuf', value: number): boolean
+  udpSetOption(fd: number, name: 'gro' | 'gso' | 'nocheck' | 'rcvbuf' | 'sndbuf', value: number): boolean
   udpRecvBatch(fd: number, buf: Uint8Array, slotSize: number, headroom: number, lens: Uint32Array, meta: Uint32Array, max: number): number
   udpSendBatch(fd: number, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, dst: Uint32Array, n: number, counters: Float64Array): number
   rxStart(fd: number, buf: Uint8Array, slotSize: number, headroom: number, lens: Uint32Array, max: number, cb: (n: number) => void): object

@@ -12,6 +12,8 @@ export interface UdpOptions {
   /** Ask for UDP GRO: the kernel may hand over several datagrams of one flow as one. */
   gro?: boolean
   batchFrames?: number
+  /** Send UDP checksum 0 (allowed over IPv4, RFC 7348 §5; ignored with GSO, which needs checksums). */
+  noChecksum?: boolean
   /** Socket buffer sizes in bytes (SO_RCVBUFFORCE/SO_SNDBUFFORCE; needs root). */
   rcvbuf?: number
   sndbuf?: number
@@ -35,6 +37,7 @@ export class UdpPort {
     let gro = false
     try {
       if (opts.gro) gro = native.udpSetOption(fd, 'gro', 1)
+      if (opts.noChecksum) native.udpSetOption(fd, 'nocheck', 1)
       if (opts.rcvbuf) native.udpSetOption(fd, 'rcvbuf', opts.rcvbuf)
       if (opts.sndbuf) native.udpSetOption(fd, 'sndbuf', opts.sndbuf)
     } catch (err) {

@@ -1,0 +1,80 @@
+/**
+ * `tapestry agent --config FILE`: validates the whole config before touching
+ * anything, then runs the agent until SIGTERM/SIGINT. SIGHUP re-reads the file
+ * and applies the difference; a bad file is refused and the running state kept.
+ */
+import { Command } from './main'
+import { Agent } from '../agent'
+import { loadConfigFile, ConfigError, ConfigReadError } from '../control/config'
+import { createLogger } from '../observe/log'
+
+function parseArgs(args: string[]): { config?: string } {
+  const out: { config?: string } = {}
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]
+    if (a === '--config' || a === '-c') out.config = args[++i]
+    else if (a.startsWith('--config=')) out.config = a.slice(9)
+    else throw new Error(`unknown option ${a}`)
+  }
+  return out
+}
+
+export const agentCommand: Command = {
+  summary: 'Run the Tapestry agent of this host.',
+  usage: 'tapestry agent --config FILE',
+  async run(args: string[]): Promise<number> {
+    let opts
+    try {
+      opts = parseArgs(args)
+    } catch (err) {
+      process.stderr.write(`tapestry agent: ${(err as Error).message}\nUsage: ${this.usage}\n`)
+      return 2
+    }
+    if (!opts.config) {
+      process.stderr.write(`tapestry agent: --config FILE is required\nUsage: ${this.usage}\n`)
+      return 2
+    }
+    const file = opts.config
+    let cfg
+    try {
+      cfg = loadConfigFile(file)
+    } catch (err) {
+      if (err instanceof ConfigError || err instanceof ConfigReadError) {
+        process.stderr.write(`tapestry agent: config ${file} refused, nothing was changed:\n${err.message}\n`)
+        return 2
+      }
+      throw err
+    }
+    const log = createLogger(cfg.log.level, cfg.node.name)
+    const agent = new Agent(cfg, log)
+    try {
+      await agent.start()
+    } catch (err) {
+      log.error({ err }, 'agent failed to start')
+      process.stderr.write(`tapestry agent: ${(err as Error).message}\n`)
+      await agent.stop().catch(() => undefined)
+      return 1
+    }
+    return new Promise<number>((resolve) => {
+      let stopping = false
+      const stop = (sig: string): void => {
+        if (stopping) return
+        stopping = true
+        log.info({ signal: sig }, 'stopping')
+        agent.stop().then(() => resolve(0), (err) => { log.error({ err }, 'stop failed'); resolve(1) })
+      }
+      process.on('SIGTERM', () => stop('SIGTERM'))
+      process.on('SIGINT', () => stop('SIGINT'))
+      process.on('SIGHUP', () => {
+        let next
+        try {
+          next = loadConfigFile(file)
+        } catch (err) {
+          log.error({ file, reason: (err as Error).message }, 'config reload refused; running state unchanged')
+          return
+        }
+        agent.apply(next).catch((err) => log.error({ err }, 'config reload failed part way'))
+      })
+    })
+  },
+}
