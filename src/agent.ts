@@ -64,7 +64,7 @@ export class Agent {
     for (const p of this.cfg.peerAddrs) this.addPeer(p)
     for (const p of this.cfg.pods) await this.addPod(p)
     this.sweepTimer = setInterval(() => this.datapath.sweep(), Math.max(100, Math.min(1000, this.cfg.fdb.ageSeconds * 250)))
-    this.log.info({ pods: this.pods.size, peers: this.datapath.peers.size, networks: this.cfg.networks.length }, 'agent ready')
+    this.log.info({ pods: this.pods.size, peers: this.datapath.peers.size, networks: this.cfg.networks.length }, 'dataplane started')
   }
 
   /** Applies a new (validated) config: only the differences are changed. */

@@ -3,17 +3,20 @@
  * anything, then runs the agent until SIGTERM/SIGINT. SIGHUP re-reads the file
  * and applies the difference; a bad file is refused and the running state kept.
  */
-import { Command } from './main'
+import { Command } from './registry'
 import { Agent } from '../agent'
 import { loadConfigFile, ConfigError, ConfigReadError } from '../control/config'
 import { createLogger } from '../observe/log'
+import { ApiServer } from '../control/api'
 
-function parseArgs(args: string[]): { config?: string } {
-  const out: { config?: string } = {}
+function parseArgs(args: string[]): { config?: string; socket?: string } {
+  const out: { config?: string; socket?: string } = {}
   for (let i = 0; i < args.length; i++) {
     const a = args[i]
     if (a === '--config' || a === '-c') out.config = args[++i]
     else if (a.startsWith('--config=')) out.config = a.slice(9)
+    else if (a === '--socket') out.socket = args[++i]
+    else if (a.startsWith('--socket=')) out.socket = a.slice(9)
     else throw new Error(`unknown option ${a}`)
   }
   return out
@@ -21,7 +24,7 @@ function parseArgs(args: string[]): { config?: string } {
 
 export const agentCommand: Command = {
   summary: 'Run the Tapestry agent of this host.',
-  usage: 'tapestry agent --config FILE',
+  usage: 'tapestry agent --config FILE [--socket PATH]',
   async run(args: string[]): Promise<number> {
     let opts
     try {
@@ -47,11 +50,15 @@ export const agentCommand: Command = {
     }
     const log = createLogger(cfg.log.level, cfg.node.name)
     const agent = new Agent(cfg, log)
+    const api = new ApiServer(agent, opts.socket ?? cfg.api.socket)
     try {
       await agent.start()
+      await api.listen()
+      log.info({ socket: api.socketPath, pods: agent.podStates().length, peers: agent.datapath.peers.size }, 'agent ready')
     } catch (err) {
       log.error({ err }, 'agent failed to start')
       process.stderr.write(`tapestry agent: ${(err as Error).message}\n`)
+      await api.close().catch(() => undefined)
       await agent.stop().catch(() => undefined)
       return 1
     }
@@ -61,7 +68,7 @@ export const agentCommand: Command = {
         if (stopping) return
         stopping = true
         log.info({ signal: sig }, 'stopping')
-        agent.stop().then(() => resolve(0), (err) => { log.error({ err }, 'stop failed'); resolve(1) })
+        api.close().then(() => agent.stop()).then(() => resolve(0), (err) => { log.error({ err }, 'stop failed'); resolve(1) })
       }
       process.on('SIGTERM', () => stop('SIGTERM'))
       process.on('SIGINT', () => stop('SIGINT'))

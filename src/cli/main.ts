@@ -1,53 +1,54 @@
 /**
- * The tapestry command line. Subcommands register here; each returns an exit code.
+ * The tapestry command line. Subcommands are listed here and loaded on use, so
+ * `tapestry --help` stays fast; each returns an exit code.
  */
 import * as path from 'node:path'
 import * as fs from 'node:fs'
+import { commands, register } from './registry'
+
+export type { Command } from './registry'
 
 export const VERSION: string = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')).version
 
-export interface Command {
-  summary: string
-  usage: string
-  run(args: string[]): Promise<number>
-}
+register('agent', async () => (await import('./agent-command')).agentCommand, 'agent --config FILE     run the per-host agent (pods, switch, VXLAN)')
+register('pod', async () => (await import('./inspect-commands')).podCommand, 'pod list                list pods')
+register('fdb', async () => (await import('./inspect-commands')).fdbCommand, 'fdb show [--vni N]      show the forwarding database')
+register('peers', async () => (await import('./inspect-commands')).peersCommand, 'peers                   list remote VTEPs')
+register('stats', async () => (await import('./inspect-commands')).statsCommand, 'stats                   counters: frames, bytes, drops by reason')
 
-const commands = new Map<string, () => Promise<Command>>()
-
-export function register(name: string, load: () => Promise<Command>): void {
-  commands.set(name, load)
-}
-
-register('agent', async () => (await import('./agent-command')).agentCommand)
-
-const HELP = `tapestry ${VERSION}: a userspace VXLAN/bridge dataplane for container networks
+function help(): string {
+  const lines = [...commands.values()].map((c) => `  ${c.summary}`)
+  return `tapestry ${VERSION}: a userspace VXLAN/bridge dataplane for container networks
 
 Usage: tapestry <command> [options]
 
 Commands:
-  agent --config FILE     run the per-host agent (pods, switch, VXLAN)
+${lines.join('\n')}
+
+Every inspection command takes --json and --socket PATH (default /run/tapestry/<node>.sock).
 
 Options:
   -h, --help              show this help (or: tapestry <command> --help)
   -V, --version           print the version
 `
+}
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv
   if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help') {
-    process.stdout.write(HELP)
+    process.stdout.write(help())
     return 0
   }
   if (cmd === '-V' || cmd === '--version') {
     process.stdout.write(`${VERSION}\n`)
     return 0
   }
-  const load = commands.get(cmd)
-  if (!load) {
+  const entry = commands.get(cmd)
+  if (!entry) {
     process.stderr.write(`tapestry: unknown command "${cmd}" (see tapestry --help)\n`)
     return 2
   }
-  const c = await load()
+  const c = await entry.load()
   if (rest.includes('-h') || rest.includes('--help')) {
     process.stdout.write(`${c.summary}\n\nUsage: ${c.usage}\n`)
     return 0

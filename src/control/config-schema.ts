@@ -210,6 +210,11 @@ export const logSchema = z.strictObject({
   level: z.enum(LOG_LEVELS, { error: notA(`one of ${LOG_LEVELS.join(', ')}`) }).default('info'),
 }, { error: notA('a mapping') })
 
+export const apiSchema = z.strictObject({
+  socket: z.string({ error: notA('an absolute path') })
+    .regex(/^\//, { error: notA('an absolute path') }).optional(),
+}, { error: notA('a mapping') })
+
 /** The whole file. Sections are in the order the README documents them. */
 export const configSchema = z.strictObject({
   node: nodeSchema,
@@ -221,6 +226,7 @@ export const configSchema = z.strictObject({
   fdb: fdbSchema.prefault({}),
   offloads: bool.default(true),
   log: logSchema.prefault({}),
+  api: apiSchema.prefault({}),
   pods: z.array(podSchema, { error: notA('a list') }).default(() => []),
 }, { error: (iss) => (iss.input === undefined || iss.input === null ? 'is empty (expected a mapping with at least node)' : `${showValue(iss.input)} is not a mapping`) })
 

@@ -118,7 +118,13 @@ export interface Config {
   fdb: FdbConfig
   offloads: boolean
   log: LogConfig
+  api: ApiConfig
   pods: PodConfig[]
+}
+
+export interface ApiConfig {
+  /** Unix socket of the runtime API; default /run/tapestry/<node>.sock. */
+  socket: string
 }
 
 export interface ParseOptions {
@@ -220,6 +226,7 @@ function normalize(raw: RawConfig): Config {
     fdb: { ...raw.fdb },
     offloads: raw.offloads,
     log: { ...raw.log },
+    api: { socket: raw.api.socket ?? `/run/tapestry/${raw.node.name}.sock` },
     pods: raw.pods.map((p) => {
       const index = networkIndex.get(p.network)
       // checkRules reported any unknown network, so this cannot happen.

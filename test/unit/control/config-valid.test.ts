@@ -38,6 +38,7 @@ test('a config with only required keys normalizes with every default', () => {
     fdb: { ageSeconds: 300, maxEntries: 1048576, maxPerVni: 0, maxPerPort: 0 },
     offloads: true,
     log: { level: 'info' },
+    api: { socket: '/run/tapestry/host-a.sock' },
     pods: [
       {
         name: 'web-1', network: 'blue', networkIndex: 0, vni: 42, netns: 'pA', netnsPath: '/var/run/netns/pA',
