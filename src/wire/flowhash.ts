@@ -105,7 +105,7 @@ export function flowHash(buf: Uint8Array, off: number, len: number, seed: number
   h = mix(h, macLo(buf, off + ETH_OFF_DST))
   h = mix(h, macLo(buf, off + ETH_OFF_SRC))
   h = mix(h, type)
-  return finish(h, 14)
+  return finish(h, 16)
 }
 
 /**
