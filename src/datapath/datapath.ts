@@ -60,6 +60,33 @@ export interface DatagramIo {
   send(buf: Uint8Array, tx: TxList): number
 }
 
+/** Where a capture sees frames. */
+export enum CapturePoint {
+  /** Frames a pod sent, as read from its TAP. */
+  PodRx,
+  /** Frames delivered to a pod. */
+  PodTx,
+  /** VXLAN datagrams received from the underlay (UDP payload). */
+  UnderlayRx,
+  /** VXLAN datagrams sent to the underlay (UDP payload). */
+  UnderlayTx,
+}
+
+/**
+ * Receives a copy-free view of every frame at the capture points while a capture
+ * runs; the datapath checks one field per frame when none runs. The view is valid
+ * only during the call: a capture copies what it keeps.
+ *
+ * For pod points `buf[off, off+len)` is the Ethernet frame and `vnetOff` the
+ * offset of its virtio-net header or -1 (a partial checksum must be completed in
+ * the copy). For underlay points it is the UDP payload (VXLAN header first) and
+ * `addr`/`udpPort` the remote VTEP; `localPort` is the local UDP port.
+ */
+export interface CaptureHook {
+  frame(point: CapturePoint, port: number, vni: number, buf: Uint8Array, off: number, len: number,
+    vnetOff: number, addr: number, udpPort: number, localPort: number): void
+}
+
 export interface PodSpec {
   name: string
   vni: number
@@ -137,6 +164,8 @@ export class Datapath {
   readonly routerMacLo: number
   /** Frames answered by the agent itself (ARP for the gateway or suppressed ARP). */
   arpAnswered = 0
+  /** Set while a capture runs; null costs one comparison per frame. */
+  capture: CaptureHook | null = null
   /** Batches processed, and frames in them (batch size = frames / batches). */
   batches = 0
   batchFrames = 0
@@ -276,6 +305,7 @@ export class Datapath {
       rxBytes += total
       const frame = base + vnetLen
       const len = total - vnetLen
+      if (this.capture !== null) this.capture.frame(CapturePoint.PodRx, pod.id, vni, buf, frame, len, vnetLen > 0 ? base : -1, 0, 0, 0)
       const hlen = ethCheck(buf, frame, len)
       if (hlen < 0) { this.drops[Drop.Malformed]++; continue }
       // Port security: the pod sends only as itself.
@@ -352,6 +382,7 @@ export class Datapath {
       rxBytes += len
       if (len === 0) { this.drops[Drop.Malformed]++; continue }
       const src = meta[3 * i]
+      if (this.capture !== null) this.capture.frame(CapturePoint.UnderlayRx, UNDERLAY_PORT, len >= 8 ? vxlanVni(buf, off) : 0, buf, off, len, -1, src, meta[3 * i + 1], u.port)
       let peer = this.peers.indexOf(src)
       if (peer < 0) {
         if (!this.learnPeers) { this.drops[Drop.UnknownPeer]++; continue }
@@ -509,6 +540,12 @@ export class Datapath {
       const c = q.io.txCounters
       const eagain = c[0]
       const errs = c[1]
+      if (this.capture !== null) {
+        const vl = q.vnetLen
+        for (let j = 0; j < tx.count; j++) {
+          this.capture.frame(CapturePoint.PodTx, q.id, q.spec.vni, buf, tx.offs[j] + vl, tx.lens[j] - vl, vl > 0 ? tx.offs[j] : -1, 0, 0, 0)
+        }
+      }
       const w = q.io.write(buf, tx.offs, tx.lens, tx.count)
       this.drops[Drop.TxBackpressure] += c[0] - eagain
       this.drops[Drop.TxError] += c[1] - errs
@@ -532,6 +569,12 @@ export class Datapath {
     const c = io.txCounters
     const eagain = c[0]
     const errs = c[1]
+    if (this.capture !== null) {
+      for (let j = 0; j < tx.count; j++) {
+        const o = tx.offs[j]
+        this.capture.frame(CapturePoint.UnderlayTx, UNDERLAY_PORT, vxlanVni(buf, o), buf, o, tx.lens[j], -1, tx.dst[3 * j], tx.dst[3 * j + 1], io.port)
+      }
+    }
     const w = io.send(buf, tx)
     this.drops[Drop.TxBackpressure] += c[0] - eagain
     this.drops[Drop.TxError] += c[1] - errs

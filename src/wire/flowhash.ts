@@ -18,10 +18,12 @@
  * The hash is direction-specific (A->B and B->A differ), which is fine: each
  * direction is its own ECMP decision.
  *
- * Mixing is MurmurHash3's x86_32 block step and finalizer (public domain,
- * Austin Appleby) over 32-bit words built from the fields, so it costs a few
- * Math.imul per field. It is seeded per host so peers do not all pick the same
- * ports, and it is not a defence against chosen collisions.
+ * The result is exactly MurmurHash3_x86_32 (public domain, Austin Appleby)
+ * of the fields packed as 32-bit words (IPv4 src, dst, proto, sport << 16 |
+ * dport; see each case), read straight from the frame: a few Math.imul per
+ * field, and the unit test checks it against the reference algorithm. Seed it
+ * per host so peers do not all pick the same ports; it is not a defence
+ * against chosen collisions.
  *
  * Hot path: no allocation, no exceptions, never reads outside [off, off+len).
  */
