@@ -32,6 +32,7 @@ export class Agent {
   private cfg: Config
   private rx: UdpPort | null = null
   private tx: UdpPort[] = []
+  private gsoTx: UdpPort[] = []
   private readonly pods = new Map<string, PodState>()
   private sweepTimer: NodeJS.Timeout | null = null
 
@@ -56,10 +57,13 @@ export class Agent {
 
   async start(): Promise<void> {
     const { node } = this.cfg
-    this.rx = UdpPort.open({ addr: node.underlayAddr, port: node.vxlanPort, rcvbuf: 8 << 20, sndbuf: 8 << 20, noChecksum: true })
-    this.tx = openTxPool(node.underlayAddr, this.cfg.vxlan.srcPortMin, this.cfg.vxlan.srcPortMax, node.vxlanPort)
-    this.datapath.attachUnderlay(this.rx, this.tx)
-    this.log.info({ underlay: `${node.underlayIP}:${node.vxlanPort}`, sourcePorts: this.datapath.sourcePorts() }, 'underlay socket open')
+    const offloads = this.cfg.offloads
+    this.rx = UdpPort.open({ addr: node.underlayAddr, port: node.vxlanPort, rcvbuf: 8 << 20, sndbuf: 8 << 20, noChecksum: true, gro: offloads })
+    this.tx = openTxPool(node.underlayAddr, this.cfg.vxlan.srcPortMin, this.cfg.vxlan.srcPortMax, node.vxlanPort, offloads)
+    // With offloads, each pool port has a twin socket with UDP checksums on for GSO sends.
+    this.gsoTx = offloads ? this.tx.map((t) => UdpPort.open({ addr: node.underlayAddr, port: t.port, reusePort: true, sndbuf: 8 << 20, gso: true })) : []
+    this.datapath.attachUnderlay(this.rx, this.tx, this.gsoTx.map((g) => (g.gsoEnabled ? g : null)))
+    this.log.info({ underlay: `${node.underlayIP}:${node.vxlanPort}`, sourcePorts: this.datapath.sourcePorts(), offloads, udpGro: this.rx.gro, udpGso: this.gsoTx.some((g) => g.gsoEnabled) }, 'underlay socket open')
     for (const n of this.cfg.networks) this.datapath.addNetwork(n.vni, n.gatewayAddr ?? 0)
     for (const p of this.cfg.peerAddrs) this.addPeer(p)
     for (const p of this.cfg.pods) await this.addPod(p)
@@ -99,7 +103,7 @@ export class Agent {
   async addPod(p: PodConfig): Promise<void> {
     if (this.pods.has(p.name)) throw new TapestryError('TAPESTRY_POD_EXISTS', `pod ${p.name} already exists`)
     const tapName = tapNameFor(this.cfg.node.name, p.name)
-    const tap = TapPort.open({ name: tapName, vnetHdr: true })
+    const tap = TapPort.open({ name: tapName, vnetHdr: true, offloads: this.cfg.offloads })
     try {
       await setupPodInterface({
         netns: p.netns, tapName: tap.name, ifname: p.ifname, mac: p.mac, cidr: p.ip, mtu: this.cfg.node.podMtu,
@@ -149,8 +153,10 @@ export class Agent {
     this.datapath.detachUnderlay()
     this.rx?.close()
     for (const t of this.tx) t.close()
+    for (const t of this.gsoTx) t.close()
     this.rx = null
     this.tx = []
+    this.gsoTx = []
     this.log.info('agent stopped')
   }
 }
@@ -166,7 +172,7 @@ export function tapNameFor(node: string, pod: string): string {
 }
 
 /** Sockets bound to source ports spread over [min, max]; a port in use is skipped. */
-function openTxPool(addr: number, min: number, max: number, avoid: number): UdpPort[] {
+function openTxPool(addr: number, min: number, max: number, avoid: number, reusePort: boolean): UdpPort[] {
   const pool: UdpPort[] = []
   const span = max - min + 1
   const want = Math.min(TX_POOL_SIZE, span)
@@ -175,7 +181,7 @@ function openTxPool(addr: number, min: number, max: number, avoid: number): UdpP
     for (let tries = 0; tries < 64; tries++, port = port >= max ? min : port + 1) {
       if (port === avoid) continue
       try {
-        pool.push(UdpPort.open({ addr, port, sndbuf: 8 << 20, noChecksum: true }))
+        pool.push(UdpPort.open({ addr, port, reusePort, sndbuf: 8 << 20, noChecksum: true }))
         break
       } catch (err) {
         if (!(err instanceof NativeError) || err.code !== 'EADDRINUSE') throw err

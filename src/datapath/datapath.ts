@@ -22,7 +22,7 @@
  * (which need VXLAN in the same place) is copied once into a scratch slab for
  * the peers.
  */
-import { Batch, TxList, SLOT_PLAIN } from '../lib/batch'
+import { Batch, TxList } from '../lib/batch'
 import {
   ETH_HLEN, ETH_OFF_DST, ETH_OFF_SRC, ETHERTYPE_ARP, ETHERTYPE_IPV4, ethCheck, ethTypeAfterTags,
   macHi, macLo, macIs, macIsMulticast, macWrite, macCopy,
@@ -33,9 +33,12 @@ import { VXLAN_HLEN, vxlanCheck, vxlanVni, vxlanWrite } from '../wire/vxlan'
 import { Malformed } from '../wire/malformed'
 import { flowHash } from '../wire/flowhash'
 import {
-  VNET_HLEN, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, vnetFlags, vnetGsoType, vnetCsumStart, vnetCsumOffset,
-  vnetCompleteChecksum, vnetWriteNone,
+  VNET_HLEN, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_GSO_UDP_L4, VNET_GSO_ECN,
+  vnetFlags, vnetGsoType, vnetGsoSize, vnetCsumStart, vnetCsumOffset, vnetCompleteChecksum, vnetWriteNone,
 } from '../wire/vnet'
+import { TSO, tsoSegment } from '../wire/tso'
+import { groEligible, groCanAppend, groFinish, GRO_MAX_IP_LEN } from '../wire/gro'
+import { TCP_OFF_SEQ, TCP_OFF_FLAGS, TCP_PSH } from '../wire/tcp'
 import { Fdb, FdbOptions, LearnResult } from '../switch/fdb'
 import { ArpTable } from '../switch/arp-table'
 import { PeerTable, PEER_PORT_BASE, isPeerPort } from '../overlay/peers'
@@ -55,6 +58,8 @@ export interface DatagramIo {
   readonly rx: Batch
   readonly txCounters: Float64Array
   readonly port: number
+  /** Whether sends may carry a GSO segment size. */
+  readonly gsoEnabled: boolean
   start(onBatch: (n: number) => void): void
   stop(): void
   send(buf: Uint8Array, tx: TxList): number
@@ -125,16 +130,37 @@ export const STAT_TX_BYTES = 3
 /** Port number used for the underlay in per-port statistics. */
 export const UNDERLAY_PORT = 0
 
-const FLOOD_SLAB_FRAMES = 64
-const UDP_TX_CAPACITY = 1024
+/**
+ * Scratch space of one batch: flood copies, TSO segments and GRO merges. A batch
+ * of 64 TSO super-frames segments into about 4.4 MB.
+ */
+const SCRATCH_BYTES = 8 << 20
+const UDP_TX_CAPACITY = 4096
+/** Largest UDP payload of one GSO send over IPv4, and the kernel's segment limit (UDP_MAX_SEGMENTS). */
+const GSO_MAX_BYTES = 65507
+const GSO_MAX_SEGMENTS = 64
+/** Room for a GRO merge in the scratch slab: vnet header + a 64 KiB IPv4 packet + Ethernet. */
+const GRO_RESERVE = VNET_HLEN + 14 + GRO_MAX_IP_LEN
 
 export class PodPort {
+  /** Frames to write that live in the current rx slab. */
   readonly tx: TxList
+  /** Frames to write that live in the datapath's scratch slab (written after tx). */
+  readonly txScratch: TxList
+  /** Open GRO merge for this pod in the scratch slab (-1: none). */
+  groVnet = -1
+  groLen = 0
+  groHdr = 0
+  groMss = 0
+  groSegs = 0
+  groNextSeq = 0
+  groPsh = false
   /** Bytes of virtio-net header in front of each frame on this port. */
   readonly vnetLen: number
   constructor(readonly id: number, readonly spec: PodSpec, readonly io: FrameIo) {
     this.vnetLen = spec.vnetHdr ? VNET_HLEN : 0
     this.tx = new TxList(Math.max(256, io.rx.slots * 4))
+    this.txScratch = new TxList(4096)
   }
 }
 
@@ -144,11 +170,17 @@ class Network {
   constructor(readonly vni: number, readonly gatewayIp: number) {}
 }
 
-/** A socket of the transmit pool with its tx lists: one into the rx slab, one into the flood slab. */
+/**
+ * A source port of the transmit pool with its tx lists: datagrams in the rx slab
+ * (encapsulated in place), and in the scratch slab (flood copies, plain or as
+ * GSO runs of segments). `gso` is a second socket on the same port with UDP
+ * checksums on (UDP GSO needs them; `io` may send checksum 0), or null.
+ */
 class TxSocket {
   readonly inPlace = new TxList(UDP_TX_CAPACITY)
   readonly copied = new TxList(UDP_TX_CAPACITY)
-  constructor(readonly io: DatagramIo) {}
+  readonly gsoList = new TxList(UDP_TX_CAPACITY)
+  constructor(readonly io: DatagramIo, readonly gso: DatagramIo | null) {}
 }
 
 export class Datapath {
@@ -176,8 +208,13 @@ export class Datapath {
   private dirtyCount = 0
   private underlay: DatagramIo | null = null
   private txSockets: TxSocket[] = []
-  private readonly floodSlab = new Uint8Array(FLOOD_SLAB_FRAMES * SLOT_PLAIN)
-  private floodUsed = 0
+  private readonly scratch = new Uint8Array(SCRATCH_BYTES)
+  private scratchUsed = 0
+  /** Pods with an open GRO merge in this batch. */
+  private readonly groOpen = new Int32Array(MAX_PORTS)
+  private groCount = 0
+  /** Reused list of peer indices a segmented frame goes to. */
+  private readonly oneTarget = new Int32Array(1)
   private readonly now: () => number
   private readonly hashSeed = (Math.random() * 2 ** 32) >>> 0
 
@@ -250,9 +287,10 @@ export class Datapath {
    * transmit pool (each socket bound to its own source port; a flow's hash picks
    * one, so the underlay can spread flows). `rx` itself may be the only tx socket.
    */
-  attachUnderlay(rx: DatagramIo, tx: DatagramIo[]): void {
+  attachUnderlay(rx: DatagramIo, tx: DatagramIo[], gsoTx: (DatagramIo | null)[] = []): void {
     this.underlay = rx
-    this.txSockets = (tx.length > 0 ? tx : [rx]).map((io) => new TxSocket(io))
+    const pool = tx.length > 0 ? tx : [rx]
+    this.txSockets = pool.map((io, k) => new TxSocket(io, io.gsoEnabled ? io : gsoTx[k] ?? null))
     rx.start((n) => this.onUnderlayBatch(n))
   }
 
@@ -297,7 +335,7 @@ export class Datapath {
     const st = pod.id * 4
     this.batches++
     this.batchFrames += n
-    this.floodUsed = 0
+    this.scratchUsed = 0
     let rxBytes = 0
     for (let i = 0; i < n; i++) {
       const base = rx.off(i)
@@ -326,7 +364,7 @@ export class Datapath {
         }
         if (arpOp(buf, l3) === ARP_OP_REQUEST && this.answerArp(net, buf, frame, l3, now)) {
           if (vnetLen > 0) vnetWriteNone(buf, base)
-          this.queuePod(pod, base, total)
+          this.queuePod(pod, base, total, false)
           continue
         }
       } else if (type === ETHERTYPE_IPV4 && spec.portSecurity) {
@@ -374,57 +412,67 @@ export class Datapath {
     const meta = rx.meta
     this.batches++
     this.batchFrames += n
-    this.floodUsed = 0
+    this.scratchUsed = 0
     let rxBytes = 0
     for (let i = 0; i < n; i++) {
-      const off = rx.off(i)
-      const len = rx.len[i]
-      rxBytes += len
-      if (len === 0) { this.drops[Drop.Malformed]++; continue }
-      const src = meta[3 * i]
-      if (this.capture !== null) this.capture.frame(CapturePoint.UnderlayRx, UNDERLAY_PORT, len >= 8 ? vxlanVni(buf, off) : 0, buf, off, len, -1, src, meta[3 * i + 1], u.port)
-      let peer = this.peers.indexOf(src)
-      if (peer < 0) {
-        if (!this.learnPeers) { this.drops[Drop.UnknownPeer]++; continue }
-        peer = this.peers.add(src, false)
-        if (peer < 0) { this.drops[Drop.UnknownPeer]++; continue }
-      }
-      const vh = vxlanCheck(buf, off, len)
-      if (vh < 0) { this.drops[vh === Malformed.VxlanNoIFlag ? Drop.VxlanNoIFlag : Drop.Malformed]++; continue }
-      const vni = vxlanVni(buf, off)
-      const net = this.nets.get(vni)
-      if (net === undefined) { this.drops[Drop.UnknownVni]++; continue }
-      const frame = off + VXLAN_HLEN
-      const flen = len - VXLAN_HLEN
-      const hlen = ethCheck(buf, frame, flen)
-      if (hlen < 0) { this.drops[Drop.Malformed]++; continue }
-      const peerPort = PEER_PORT_BASE + peer
-      this.fdb.learn(vni, buf, frame + ETH_OFF_SRC, peerPort, now)
-      if (ethTypeAfterTags(buf, frame, hlen) === ETHERTYPE_ARP && arpCheck(buf, frame + hlen, flen - hlen) > 0) {
-        const spa = arpSpa(buf, frame + hlen)
-        if (spa !== 0) {
-          const sha = frame + hlen + ARP_OFF_SHA
-          this.arp.learn(vni, spa, macHi(buf, sha), macLo(buf, sha), now)
-        }
-      }
-      if (macIsMulticast(buf, frame + ETH_OFF_DST)) {
-        this.flood(net, -1, buf, frame - VNET_HLEN, frame, flen, -1, VNET_GSO_NONE, false)
-        continue
-      }
-      const port = this.fdb.lookup(vni, buf, frame + ETH_OFF_DST, now)
-      if (port < 0) {
-        this.flood(net, -1, buf, frame - VNET_HLEN, frame, flen, -1, VNET_GSO_NONE, false)
-      } else if (isPeerPort(port)) {
-        this.drops[Drop.NotLocal]++
-      } else {
-        const q = this.pods[port]
-        if (q === null) { this.drops[Drop.NotLocal]++; continue }
-        this.toLocal(q, buf, frame - VNET_HLEN, frame, flen, -1, VNET_GSO_NONE)
+      const off0 = rx.off(i)
+      const len0 = rx.len[i]
+      rxBytes += len0
+      if (len0 === 0) { this.drops[Drop.Malformed]++; continue }
+      // With UDP GRO one datagram may carry several of the sender's segments, each a VXLAN packet.
+      const seg = meta[3 * i + 2] > 0 ? meta[3 * i + 2] : len0
+      for (let off = off0; off < off0 + len0; off += seg) {
+        this.underlayFrame(buf, off, off + seg <= off0 + len0 ? seg : off0 + len0 - off, meta[3 * i], meta[3 * i + 1], u.port, now)
       }
     }
+    this.groCloseAll()
     this.stats[UNDERLAY_PORT * 4 + STAT_RX_FRAMES] += n
     this.stats[UNDERLAY_PORT * 4 + STAT_RX_BYTES] += rxBytes
     this.flush(buf)
+  }
+
+  /** One VXLAN packet from the underlay (a datagram, or one segment of a GRO datagram). */
+  private underlayFrame(buf: Uint8Array, off: number, len: number, src: number, sport: number, localPort: number, now: number): void {
+    if (this.capture !== null) this.capture.frame(CapturePoint.UnderlayRx, UNDERLAY_PORT, len >= 8 ? vxlanVni(buf, off) : 0, buf, off, len, -1, src, sport, localPort)
+    let peer = this.peers.indexOf(src)
+    if (peer < 0) {
+      if (!this.learnPeers) { this.drops[Drop.UnknownPeer]++; return }
+      peer = this.peers.add(src, false)
+      if (peer < 0) { this.drops[Drop.UnknownPeer]++; return }
+    }
+    const vh = vxlanCheck(buf, off, len)
+    if (vh < 0) { this.drops[vh === Malformed.VxlanNoIFlag ? Drop.VxlanNoIFlag : Drop.Malformed]++; return }
+    const vni = vxlanVni(buf, off)
+    const net = this.nets.get(vni)
+    if (net === undefined) { this.drops[Drop.UnknownVni]++; return }
+    const frame = off + VXLAN_HLEN
+    const flen = len - VXLAN_HLEN
+    const hlen = ethCheck(buf, frame, flen)
+    if (hlen < 0) { this.drops[Drop.Malformed]++; return }
+    const peerPort = PEER_PORT_BASE + peer
+    this.fdb.learn(vni, buf, frame + ETH_OFF_SRC, peerPort, now)
+    if (ethTypeAfterTags(buf, frame, hlen) === ETHERTYPE_ARP && arpCheck(buf, frame + hlen, flen - hlen) > 0) {
+      const spa = arpSpa(buf, frame + hlen)
+      if (spa !== 0) {
+        const sha = frame + hlen + ARP_OFF_SHA
+        this.arp.learn(vni, spa, macHi(buf, sha), macLo(buf, sha), now)
+      }
+    }
+    if (macIsMulticast(buf, frame + ETH_OFF_DST)) {
+      this.floodFromUnderlay(net, buf, frame, flen)
+      return
+    }
+    const port = this.fdb.lookup(vni, buf, frame + ETH_OFF_DST, now)
+    if (port < 0) {
+      this.floodFromUnderlay(net, buf, frame, flen)
+    } else if (isPeerPort(port)) {
+      this.drops[Drop.NotLocal]++
+    } else {
+      const q = this.pods[port]
+      if (q === null) { this.drops[Drop.NotLocal]++; return }
+      if (q.vnetLen > 0) this.groAdd(q, buf, frame, flen)
+      else this.queuePod(q, frame, flen, false)
+    }
   }
 
   /**
@@ -456,25 +504,26 @@ export class Datapath {
   }
 
   /**
-   * To a local pod. `base` is where the frame's virtio-net header is or goes
-   * (frame - VNET_HLEN); srcVnet is the source port's vnet length, or -1 for a
-   * frame from the underlay (complete checksums, no header yet).
+   * From one pod to another. Both carry vnet headers (the agent opens every pod
+   * TAP alike), so the header passes through untouched: partial checksums and
+   * TSO super-frames go straight to the other pod's kernel. A destination
+   * without vnet headers gets complete frames.
    */
   private toLocal(q: PodPort, buf: Uint8Array, base: number, frame: number, len: number, srcVnet: number, gsoType: number): void {
     if (q.vnetLen > 0) {
-      // Source pod and destination pod both carry vnet headers: pass it through
-      // untouched (partial checksums and TSO go straight to the other kernel).
       if (srcVnet <= 0) vnetWriteNone(buf, frame - VNET_HLEN)
-      this.queuePod(q, frame - VNET_HLEN, len + VNET_HLEN)
+      this.queuePod(q, frame - VNET_HLEN, len + VNET_HLEN, false)
       return
     }
-    if (srcVnet > 0 && !this.finishOffloads(buf, base, frame, len, gsoType)) return
-    this.queuePod(q, frame, len)
+    if (srcVnet > 0) {
+      if (gsoType !== VNET_GSO_NONE) { this.drops[Drop.BadOffload]++; return }
+      if (!this.completeChecksum(buf, base, frame, len)) return
+    }
+    this.queuePod(q, frame, len, false)
   }
 
-  /** Completes what the pod's kernel left to us before the frame leaves to something that will not. */
-  private finishOffloads(buf: Uint8Array, base: number, frame: number, len: number, gsoType: number): boolean {
-    if (gsoType !== VNET_GSO_NONE) { this.drops[Drop.BadOffload]++; return false }
+  /** Completes a partial checksum the pod's kernel left (VNET_F_NEEDS_CSUM). */
+  private completeChecksum(buf: Uint8Array, base: number, frame: number, len: number): boolean {
     if ((vnetFlags(buf, base) & VNET_F_NEEDS_CSUM) !== 0 &&
         !vnetCompleteChecksum(buf, frame, len, vnetCsumStart(buf, base), vnetCsumOffset(buf, base))) {
       this.drops[Drop.BadOffload]++
@@ -483,52 +532,173 @@ export class Datapath {
     return true
   }
 
-  /** Unicast to a remote VTEP: encapsulate in place and queue on the flow's socket. */
+  /** Unicast to a remote VTEP: encapsulate in place, or segment a super-frame, and queue on the flow's socket. */
   private toPeer(peer: number, vni: number, buf: Uint8Array, base: number, frame: number, len: number, srcVnet: number, gsoType: number): void {
-    if (srcVnet > 0 && !this.finishOffloads(buf, base, frame, len, gsoType)) return
     const s = this.txSockets
     if (s.length === 0) { this.drops[Drop.NotLocal]++; return }
-    const h = flowHash(buf, frame, len, this.hashSeed)
-    const sock = s[h % s.length]
+    const sock = s[flowHash(buf, frame, len, this.hashSeed) % s.length]
+    if (srcVnet > 0 && gsoType !== VNET_GSO_NONE) {
+      this.oneTarget[0] = peer
+      this.segmentToPeers(sock, vni, buf, base, frame, len, gsoType, this.oneTarget, 1)
+      return
+    }
+    if (srcVnet > 0 && !this.completeChecksum(buf, base, frame, len)) return
     const v = frame - VXLAN_HLEN
     vxlanWrite(buf, v, vni)
     if (!sock.inPlace.pushTo(v, len + VXLAN_HLEN, this.peers.addr[peer], this.vxlanPort, 0)) this.drops[Drop.QueueFull]++
   }
 
   /**
-   * Broadcast, multicast and unknown unicast: to every local pod of the VNI but
-   * the source and, for frames from a pod, to every peer (head-end replication).
-   * Frames from the underlay never go back to a peer (split horizon).
+   * Cuts a GSO super-frame into MSS-sized frames in the scratch slab, each behind
+   * its VXLAN header, and queues them for each target peer: as UDP GSO runs of
+   * equal-sized datagrams where the socket can, else one datagram each.
+   */
+  private segmentToPeers(sock: TxSocket, vni: number, buf: Uint8Array, base: number, frame: number, len: number,
+    gsoType: number, targets: Int32Array, nTargets: number): void {
+    const type = gsoType & ~VNET_GSO_ECN
+    if (type !== VNET_GSO_TCPV4 && type !== VNET_GSO_TCPV6 && type !== VNET_GSO_UDP_L4) { this.drops[Drop.BadOffload]++; return }
+    const gsoSize = vnetGsoSize(buf, base)
+    const out = this.scratch
+    const at = this.scratchUsed
+    // Segments need at most the frame plus one header copy (<= 128 bytes) per segment.
+    if (gsoSize <= 0 || at + len + Math.ceil(len / gsoSize) * (VXLAN_HLEN + 128) > out.length) { this.drops[gsoSize <= 0 ? Drop.BadOffload : Drop.QueueFull]++; return }
+    const n = tsoSegment(buf, frame, len, type === VNET_GSO_UDP_L4, gsoSize, out, at, VXLAN_HLEN, 1024)
+    if (n < 0) { this.drops[Drop.BadOffload]++; return }
+    const stride = VXLAN_HLEN + TSO.hdrLen + gsoSize
+    this.scratchUsed = at + (n - 1) * stride + VXLAN_HLEN + TSO.lastLen
+    for (let k = 0; k < n; k++) vxlanWrite(out, at + k * stride, vni)
+    const lastLen = VXLAN_HLEN + TSO.lastLen
+    const gso = sock.gso
+    const perRun = gso === null ? 1 : Math.max(1, Math.min(GSO_MAX_SEGMENTS, Math.floor(GSO_MAX_BYTES / stride)))
+    const list = gso === null ? sock.copied : sock.gsoList
+    for (let t = 0; t < nTargets; t++) {
+      const addr = this.peers.addr[targets[t]]
+      for (let k = 0; k < n; k += perRun) {
+        const segs = k + perRun <= n ? perRun : n - k
+        const bytes = (segs - 1) * stride + (k + segs === n ? lastLen : stride)
+        if (!list.pushTo(at + k * stride, bytes, addr, this.vxlanPort, segs > 1 ? stride : 0)) { this.drops[Drop.QueueFull]++; return }
+      }
+    }
+  }
+
+  /**
+   * Broadcast, multicast and unknown unicast from a pod: to every other local pod
+   * of the VNI and to every peer (head-end replication).
    */
   private flood(net: Network, fromPort: number, buf: Uint8Array, base: number, frame: number, len: number,
     srcVnet: number, gsoType: number, toPeers: boolean): void {
     const ports = net.ports
-    let sendPeers = toPeers && this.peers.active.length > 0 && this.txSockets.length > 0
-    if (srcVnet > 0 && sendPeers && !this.finishOffloads(buf, base, frame, len, gsoType)) sendPeers = false
     for (let k = 0; k < ports.length; k++) {
       const id = ports[k]
       if (id === fromPort) continue
       const q = this.pods[id]
       if (q !== null) this.toLocal(q, buf, base, frame, len, srcVnet, gsoType)
     }
-    if (!sendPeers) return
-    // One copy shared by every peer: [VXLAN | frame] in the flood slab.
-    const need = len + VXLAN_HLEN
-    if (this.floodUsed + need > this.floodSlab.length) { this.drops[Drop.QueueFull]++; return }
-    const v = this.floodUsed
-    this.floodUsed += need
-    vxlanWrite(this.floodSlab, v, net.vni)
-    this.floodSlab.set(buf.subarray(frame, frame + len), v + VXLAN_HLEN)
-    const sock = this.txSockets[flowHash(buf, frame, len, this.hashSeed) % this.txSockets.length]
     const active = this.peers.active
+    if (!toPeers || active.length === 0 || this.txSockets.length === 0) return
+    const sock = this.txSockets[flowHash(buf, frame, len, this.hashSeed) % this.txSockets.length]
+    if (srcVnet > 0 && gsoType !== VNET_GSO_NONE) {
+      this.segmentToPeers(sock, net.vni, buf, base, frame, len, gsoType, active, active.length)
+      return
+    }
+    // One copy shared by every peer: [VXLAN | frame] in the scratch slab (the
+    // local copies above still need the vnet header where VXLAN would go).
+    const need = len + VXLAN_HLEN
+    if (this.scratchUsed + need > this.scratch.length) { this.drops[Drop.QueueFull]++; return }
+    const v = this.scratchUsed
+    this.scratchUsed += need
+    vxlanWrite(this.scratch, v, net.vni)
+    this.scratch.set(buf.subarray(frame, frame + len), v + VXLAN_HLEN)
+    // A partial checksum is completed in the copy; the local pods got the original.
+    if (srcVnet > 0 && (vnetFlags(buf, base) & VNET_F_NEEDS_CSUM) !== 0 &&
+        !vnetCompleteChecksum(this.scratch, v + VXLAN_HLEN, len, vnetCsumStart(buf, base), vnetCsumOffset(buf, base))) {
+      this.drops[Drop.BadOffload]++
+      return
+    }
     for (let k = 0; k < active.length; k++) {
       if (!sock.copied.pushTo(v, need, this.peers.addr[active[k]], this.vxlanPort, 0)) { this.drops[Drop.QueueFull]++; return }
     }
   }
 
-  private queuePod(q: PodPort, off: number, len: number): void {
-    if (q.tx.count === 0) this.dirty[this.dirtyCount++] = q.id
-    if (!q.tx.push(off, len)) this.drops[Drop.QueueFull]++
+  /** A flood from the underlay goes to local pods only (split horizon: never back to a peer). */
+  private floodFromUnderlay(net: Network, buf: Uint8Array, frame: number, len: number): void {
+    const ports = net.ports
+    for (let k = 0; k < ports.length; k++) {
+      const q = this.pods[ports[k]]
+      if (q === null) continue
+      if (q.vnetLen > 0) this.groAdd(q, buf, frame, len)
+      else this.queuePod(q, frame, len, false)
+    }
+  }
+
+  /**
+   * Delivers a frame from the underlay to a pod with vnet headers through the
+   * pod's GRO merge: TCP segments that continue the open merge are appended,
+   * anything else closes it and is copied on its own. Every frame to such a pod
+   * goes through the scratch slab, so one flow's frames keep their order.
+   */
+  private groAdd(q: PodPort, buf: Uint8Array, frame: number, len: number): void {
+    const out = this.scratch
+    const hdr = groEligible(buf, frame, len)
+    if (q.groVnet >= 0) {
+      const m = q.groVnet + VNET_HLEN
+      const payload = len - hdr
+      if (hdr > 0 && payload <= q.groMss && q.groLen + payload <= 14 + GRO_MAX_IP_LEN &&
+          groCanAppend(out, m, q.groHdr, q.groNextSeq, buf, frame, hdr)) {
+        out.set(buf.subarray(frame + hdr, frame + len), m + q.groLen)
+        q.groLen += payload
+        q.groSegs++
+        q.groNextSeq = (q.groNextSeq + payload) >>> 0
+        const psh = (buf[frame + 34 + TCP_OFF_FLAGS] & TCP_PSH) !== 0
+        // A short segment or PSH ends the merge, as in the kernel.
+        if (payload < q.groMss || psh) { q.groPsh = psh; this.groClose(q) }
+        return
+      }
+      this.groClose(q)
+    }
+    if (hdr > 0) {
+      if (this.scratchUsed + GRO_RESERVE > out.length) { this.drops[Drop.QueueFull]++; return }
+      const vnet = this.scratchUsed
+      this.scratchUsed += GRO_RESERVE
+      out.set(buf.subarray(frame, frame + len), vnet + VNET_HLEN)
+      q.groVnet = vnet
+      q.groLen = len
+      q.groHdr = hdr
+      q.groMss = len - hdr
+      q.groSegs = 1
+      q.groPsh = false
+      const t = frame + 34
+      q.groNextSeq = (((buf[t + TCP_OFF_SEQ] << 24) | (buf[t + TCP_OFF_SEQ + 1] << 16) | (buf[t + TCP_OFF_SEQ + 2] << 8) | buf[t + TCP_OFF_SEQ + 3]) + q.groMss) >>> 0
+      this.groOpen[this.groCount++] = q.id
+      if ((buf[t + TCP_OFF_FLAGS] & TCP_PSH) !== 0) this.groClose(q)
+      return
+    }
+    if (this.scratchUsed + VNET_HLEN + len > out.length) { this.drops[Drop.QueueFull]++; return }
+    const vnet = this.scratchUsed
+    this.scratchUsed += VNET_HLEN + len
+    vnetWriteNone(out, vnet)
+    out.set(buf.subarray(frame, frame + len), vnet + VNET_HLEN)
+    this.queuePod(q, vnet, VNET_HLEN + len, true)
+  }
+
+  private groClose(q: PodPort): void {
+    if (q.groVnet < 0) return
+    groFinish(this.scratch, q.groVnet, q.groLen, q.groHdr, q.groMss, q.groSegs, q.groPsh)
+    this.queuePod(q, q.groVnet, VNET_HLEN + q.groLen, true)
+    q.groVnet = -1
+  }
+
+  private groCloseAll(): void {
+    for (let k = 0; k < this.groCount; k++) {
+      const q = this.pods[this.groOpen[k]]
+      if (q !== null) this.groClose(q)
+    }
+    this.groCount = 0
+  }
+
+  private queuePod(q: PodPort, off: number, len: number, inScratch: boolean): void {
+    if (q.tx.count === 0 && q.txScratch.count === 0) this.dirty[this.dirtyCount++] = q.id
+    if (!(inScratch ? q.txScratch : q.tx).push(off, len)) this.drops[Drop.QueueFull]++
   }
 
   /** Sends everything queued in this batch. */
@@ -536,7 +706,21 @@ export class Datapath {
     for (let k = 0; k < this.dirtyCount; k++) {
       const q = this.pods[this.dirty[k]]
       if (q === null) continue
-      const tx = q.tx
+      if (q.tx.count > 0) this.writePod(q, buf, q.tx)
+      if (q.txScratch.count > 0) this.writePod(q, this.scratch, q.txScratch)
+    }
+    this.dirtyCount = 0
+    const socks = this.txSockets
+    for (let k = 0; k < socks.length; k++) {
+      const s = socks[k]
+      if (s.inPlace.count > 0) this.sendUdp(s.io, buf, s.inPlace)
+      if (s.copied.count > 0) this.sendUdp(s.io, this.scratch, s.copied)
+      if (s.gsoList.count > 0) this.sendUdp(s.gso!, this.scratch, s.gsoList)
+    }
+  }
+
+  private writePod(q: PodPort, buf: Uint8Array, tx: TxList): void {
+    {
       const c = q.io.txCounters
       const eagain = c[0]
       const errs = c[1]
@@ -556,13 +740,6 @@ export class Datapath {
       this.stats[st + STAT_TX_BYTES] += bytes
       tx.count = 0
     }
-    this.dirtyCount = 0
-    const socks = this.txSockets
-    for (let k = 0; k < socks.length; k++) {
-      const s = socks[k]
-      if (s.inPlace.count > 0) this.sendUdp(s.io, buf, s.inPlace)
-      if (s.copied.count > 0) this.sendUdp(s.io, this.floodSlab, s.copied)
-    }
   }
 
   private sendUdp(io: DatagramIo, buf: Uint8Array, tx: TxList): void {
@@ -571,8 +748,12 @@ export class Datapath {
     const errs = c[1]
     if (this.capture !== null) {
       for (let j = 0; j < tx.count; j++) {
-        const o = tx.offs[j]
-        this.capture.frame(CapturePoint.UnderlayTx, UNDERLAY_PORT, vxlanVni(buf, o), buf, o, tx.lens[j], -1, tx.dst[3 * j], tx.dst[3 * j + 1], io.port)
+        // A GSO run is captured as the datagrams the kernel will make of it.
+        const end = tx.offs[j] + tx.lens[j]
+        const seg = tx.dst[3 * j + 2] > 0 ? tx.dst[3 * j + 2] : tx.lens[j]
+        for (let o = tx.offs[j]; o < end; o += seg) {
+          this.capture.frame(CapturePoint.UnderlayTx, UNDERLAY_PORT, vxlanVni(buf, o), buf, o, o + seg <= end ? seg : end - o, -1, tx.dst[3 * j], tx.dst[3 * j + 1], io.port)
+        }
       }
     }
     const w = io.send(buf, tx)

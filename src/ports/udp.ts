@@ -12,6 +12,8 @@ export interface UdpOptions {
   /** Ask for UDP GRO: the kernel may hand over several datagrams of one flow as one. */
   gro?: boolean
   batchFrames?: number
+  /** Probe UDP GSO (UDP_SEGMENT) for sends of equal-sized segment runs. */
+  gso?: boolean
   /** Send UDP checksum 0 (allowed over IPv4, RFC 7348 §5; ignored with GSO, which needs checksums). */
   noChecksum?: boolean
   /** Socket buffer sizes in bytes (SO_RCVBUFFORCE/SO_SNDBUFFORCE; needs root). */
@@ -24,6 +26,8 @@ export class UdpPort {
   readonly txCounters = new Float64Array(3)
   /** Whether the kernel accepted UDP_GRO on this socket. */
   readonly gro: boolean
+  /** Whether sends may carry a UDP_SEGMENT size (probed at open). */
+  gsoEnabled = false
   private handle: object | null = null
   private closed = false
 
@@ -44,7 +48,9 @@ export class UdpPort {
       native.closeFd(fd)
       throw err
     }
-    return new UdpPort(fd, opts.addr >>> 0, port, gro, opts.batchFrames ?? BATCH_FRAMES)
+    const u = new UdpPort(fd, opts.addr >>> 0, port, gro, opts.batchFrames ?? BATCH_FRAMES)
+    if (opts.gso && !opts.noChecksum) u.gsoEnabled = u.gsoSupported()
+    return u
   }
 
   /** Whether this kernel supports UDP GSO on this socket (probes UDP_SEGMENT). */

@@ -2,9 +2,9 @@
  * The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
  *
  * The checksum is the 16-bit ones' complement of the ones' complement sum of
- * the data taken as big-endian 16-bit words. RFC 1071 §2(B): the sum can be
- * taken in a wider register and the carries folded back at the end, and
- * §2(A)/(C): byte order and the order of words do not matter. So:
+ * the data taken as big-endian 16-bit words. RFC 1071 §2(D): carries can be
+ * deferred, summing in a wider register and folding them back at the end;
+ * §2(A): the order of the words does not matter, so pieces sum separately:
  *
  *   let sum = csumPseudoV4(src, dst, PROTO_UDP, l4len)  // optional pseudo-header
  *   sum = csumAdd(buf, off, len, sum)                   // any number of pieces
@@ -13,8 +13,9 @@
  * An "accumulator" here is a non-negative integer not yet folded to 16 bits.
  * `csumAdd` accepts any accumulator up to 2^53 and returns one below 2^17, so
  * pieces chain forever without losing precision. Only the last piece may have
- * an odd length (RFC 1071 §4.1 pads the final odd byte with a zero on the
- * right); an odd piece in the middle would shift every later word.
+ * an odd length (the last byte is "padded on the right with zeros", RFC
+ * 9293 §3.1 and RFC 768); an odd piece in the middle would shift every later
+ * word.
  *
  * Hot path: no allocation, no exceptions; integer arithmetic stays in 31 bits
  * inside the loop so V8 keeps it on int32 fast paths.
@@ -41,6 +42,7 @@ export function csumFold(sum: number): number {
  */
 export function csumAdd(buf: Uint8Array, off: number, len: number, sum: number): number {
   if (sum > 0x1ffff) sum = csumFold(sum)
+  if (len <= 0) return sum
   const end = off + len - (len & 1)
   let i = off
   while (i < end) {
@@ -49,7 +51,7 @@ export function csumAdd(buf: Uint8Array, off: number, len: number, sum: number):
     for (; i < stop; i += 2) sum += (buf[i] << 8) | buf[i + 1]
     sum = (sum & 0xffff) + (sum >>> 16)
   }
-  // RFC 1071 §4.1: an odd trailing byte is the high half of a zero-padded word.
+  // RFC 9293 §3.1 / RFC 1071 §4.1: an odd last byte is the high half of a zero-padded word.
   if ((len & 1) !== 0) sum += buf[end] << 8
   return sum
 }
@@ -71,7 +73,7 @@ export function udpCsumFinish(sum: number): number {
 
 /**
  * True if data that *includes* its checksum field sums to ones' complement
- * zero (0xffff after folding), RFC 1071 §1(4). `sum` carries a pseudo-header.
+ * zero (0xffff after folding), RFC 1071 §1(3). `sum` carries a pseudo-header.
  */
 export function csumVerify(buf: Uint8Array, off: number, len: number, sum: number): boolean {
   return csumFold(csumAdd(buf, off, len, sum)) === 0xffff
@@ -99,7 +101,7 @@ export function csumPseudoV6(buf: Uint8Array, srcOff: number, dstOff: number, pr
  * RFC 1624 eqn 3: HC' = ~(~HC + ~m + m'), the new stored checksum after one
  * 16-bit word changes from `oldWord` to `newWord`. Eqn 3 rather than RFC
  * 1141's eqn 2 because it never yields 0xffff from nonzero data, so it
- * agrees exactly with a full recompute (RFC 1624 §3-4).
+ * agrees exactly with a full recompute (RFC 1624 §3).
  */
 export function csumUpdate16(csum: number, oldWord: number, newWord: number): number {
   const sum = (~csum & 0xffff) + (~oldWord & 0xffff) + (newWord & 0xffff)

@@ -114,7 +114,7 @@ function describeIcmp(buf: Uint8Array, off: number, len: number): string {
 
 /** "a.sport > b.dport TCP [S.] len 5" or "UDP len 12" after an L3 header. */
 function describeL4(
-  buf: Uint8Array, l4: number, l4len: number, proto: number, src: string, dst: string,
+  buf: Uint8Array, l4: number, l4len: number, proto: number, src: string, dst: string, firstFragment: boolean,
 ): string {
   if (proto === PROTO_TCP) {
     const r = tcpCheck(buf, l4, l4len)
@@ -122,7 +122,9 @@ function describeL4(
     return `${src}.${tcpSrcPort(buf, l4)} > ${dst}.${tcpDstPort(buf, l4)} TCP [${tcpFlagsText(tcpFlags(buf, l4))}] len ${l4len - r}`
   }
   if (proto === PROTO_UDP) {
-    const r = udpCheck(buf, l4, l4len)
+    // A first fragment holds the UDP header but not the whole datagram the
+    // length field counts, so only the header has to fit.
+    const r = firstFragment && l4len >= UDP_HLEN ? UDP_HLEN : udpCheck(buf, l4, l4len)
     if (r < 0) return `${src} > ${dst} UDP malformed (${malformedName(r)})`
     return `${src}.${udpSrcPort(buf, l4)} > ${dst}.${udpDstPort(buf, l4)} UDP len ${udpLen(buf, l4) - UDP_HLEN}`
   }
@@ -140,9 +142,10 @@ function describeIpv4(buf: Uint8Array, off: number, len: number): string {
     // Only the first fragment carries the L4 header.
     return `IPv4 ${src} > ${dst} proto ${proto} frag off ${ipv4FragOff(buf, off)} len ${l4len}`
   }
-  const frag = ipv4IsFragment(buf, off) ? ' (first fragment)' : ''
+  const first = ipv4IsFragment(buf, off)
+  const frag = first ? ' (first fragment)' : ''
   if (proto === PROTO_ICMP) return `IPv4 ${src} > ${dst} ${describeIcmp(buf, off + ihl, l4len)}${frag}`
-  return `IPv4 ${describeL4(buf, off + ihl, l4len, proto, src, dst)}${frag}`
+  return `IPv4 ${describeL4(buf, off + ihl, l4len, proto, src, dst, first)}${frag}`
 }
 
 const ICMPV6_NAMES: Record<number, string> = {
@@ -166,7 +169,7 @@ function describeIpv6(buf: Uint8Array, off: number, len: number): string {
     const type = buf[off + IPV6_HLEN]
     return `IPv6 ${src} > ${dst} ICMPv6 ${ICMPV6_NAMES[type] ?? `type ${type}`}`
   }
-  return `IPv6 ${describeL4(buf, off + IPV6_HLEN, plen, next, src, dst)}`
+  return `IPv6 ${describeL4(buf, off + IPV6_HLEN, plen, next, src, dst, false)}`
 }
 
 /**

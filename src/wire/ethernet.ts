@@ -2,12 +2,14 @@
  * Ethernet II header (IEEE 802.3 §3.1.1 framing, EtherType per RFC 9542) and
  * IEEE 802.1Q / 802.1ad VLAN tags, plus MAC helpers.
  *
- *    0                   1
- *    0 1 2 3 4 5 6 7 8 9 0 1 2 3
- *   +-----------+-----------+---+
- *   | dst (6)   | src (6)   |typ|        14 bytes, untagged
- *   +-----------+-----------+---+
- *   | dst (6)   | src (6)   |8100|TCI|typ|    18 bytes, one 802.1Q tag
+ *   0         6         12     14     16     18     20     22
+ *   +---------+---------+------+
+ *   | dst     | src     | type |                              untagged: 14
+ *   +---------+---------+------+------+------+
+ *   | dst     | src     | 8100 | TCI  | type |                one tag:  18
+ *   +---------+---------+------+------+------+------+------+
+ *   | dst     | src     | 88a8 | TCI  | 8100 | TCI  | type |  QinQ:     22
+ *   +---------+---------+------+------+------+------+------+
  *
  * A tag is TPID (0x8100 or 0x88a8) + TCI (PCP:3 DEI:1 VID:12); the real
  * EtherType follows the last tag. We pass tags through untouched: `ethCheck`
@@ -114,7 +116,7 @@ export function macLo(buf: Uint8Array, o: number): number {
 }
 
 /**
- * IEEE 802 §8.2: the I/G bit (least significant bit of the first octet) marks
+ * IEEE 802 addressing: the I/G bit (least significant bit of the first octet) marks
  * a group address. Broadcast is the all-ones group, so it is multicast too,
  * which is what flooding and "never learn a group source" both want.
  */

@@ -1,0 +1,108 @@
+/**
+ * Receive-side coalescing (what the kernel's GRO does for TCP): consecutive
+ * in-order segments of one TCP/IPv4 flow are merged into one super-frame that a
+ * TAP with vnet headers takes in a single write, as a GSO frame whose checksum
+ * is left partial (the pod's kernel treats it like a NIC-verified one).
+ *
+ * A segment may join a merge only when, as in Linux's tcp_gro_receive, nothing
+ * differs that a receiver would see per segment: same addresses and ports, same
+ * IP header length (no options), TOS, TTL and DF; the next sequence number;
+ * same ack, window, TCP flags (CWR/PSH/FIN aside) and option bytes; and a
+ * payload no larger than the first segment's (a smaller one ends the merge).
+ * SYN, RST, URG, FIN and fragments are never merged; PSH may only come last.
+ */
+import { ETH_HLEN, ETH_OFF_TYPE, ETHERTYPE_IPV4 } from './ethernet'
+import { IPV4_OFF_TOTAL_LEN, IPV4_OFF_FRAG, IPV4_OFF_PROTO, IPV4_OFF_TTL, IPV4_OFF_TOS, IPV4_OFF_CSUM, IPV4_OFF_SRC, PROTO_TCP } from './ipv4'
+import { TCP_OFF_SEQ, TCP_OFF_ACK, TCP_OFF_FLAGS, TCP_OFF_CSUM, TCP_SYN, TCP_RST, TCP_URG, TCP_FIN, TCP_PSH, TCP_ACK, TCP_CWR, TCP_ECE } from './tcp'
+import { csumAdd, csumFinish, csumFold, csumPseudoV4 } from './checksum'
+import { VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_HLEN, vnetWrite, vnetWriteNone } from './vnet'
+
+/** Largest IPv4 packet a merge may build. */
+export const GRO_MAX_IP_LEN = 65535
+
+/**
+ * If buf[frame, frame+len) is a TCP/IPv4 segment that could start or join a
+ * merge (untagged Ethernet, IPv4 without options or fragmentation, TCP with
+ * payload and only ACK/PSH/ECE/CWR set), returns its header length
+ * (Ethernet + IP + TCP); otherwise 0.
+ */
+export function groEligible(buf: Uint8Array, frame: number, len: number): number {
+  if (len < ETH_HLEN + 40) return 0
+  if (((buf[frame + ETH_OFF_TYPE] << 8) | buf[frame + ETH_OFF_TYPE + 1]) !== ETHERTYPE_IPV4) return 0
+  const ip = frame + ETH_HLEN
+  if (buf[ip] !== 0x45 || buf[ip + IPV4_OFF_PROTO] !== PROTO_TCP) return 0
+  // MF set or a fragment offset: not merged.
+  if (((buf[ip + IPV4_OFF_FRAG] & 0x3f) | buf[ip + IPV4_OFF_FRAG + 1]) !== 0) return 0
+  const tot = (buf[ip + IPV4_OFF_TOTAL_LEN] << 8) | buf[ip + IPV4_OFF_TOTAL_LEN + 1]
+  if (tot !== len - ETH_HLEN) return 0
+  const tcp = ip + 20
+  const thl = (buf[tcp + 12] >>> 4) * 4
+  if (thl < 20 || 20 + thl >= tot) return 0
+  const flags = buf[tcp + TCP_OFF_FLAGS]
+  if ((flags & (TCP_SYN | TCP_RST | TCP_URG | TCP_FIN)) !== 0 || (flags & TCP_ACK) === 0) return 0
+  if ((flags & ~(TCP_ACK | TCP_PSH | TCP_ECE | TCP_CWR)) !== 0) return 0
+  return ETH_HLEN + 20 + thl
+}
+
+/**
+ * Whether segment s (eligible, header length sHdr) continues the merge whose
+ * first segment's headers are at m (header length mHdr) and whose next expected
+ * sequence number is nextSeq. Both frames are untagged Ethernet + IPv4 (20) + TCP.
+ */
+export function groCanAppend(mb: Uint8Array, m: number, mHdr: number, nextSeq: number,
+  sb: Uint8Array, s: number, sHdr: number): boolean {
+  if (mHdr !== sHdr) return false
+  // Ethernet addresses (12 bytes) must match.
+  for (let i = 0; i < 12; i++) if (mb[m + i] !== sb[s + i]) return false
+  const mi = m + ETH_HLEN
+  const si = s + ETH_HLEN
+  if (mb[mi + IPV4_OFF_TOS] !== sb[si + IPV4_OFF_TOS] || mb[mi + IPV4_OFF_TTL] !== sb[si + IPV4_OFF_TTL]) return false
+  if ((mb[mi + IPV4_OFF_FRAG] & 0x40) !== (sb[si + IPV4_OFF_FRAG] & 0x40)) return false
+  // Addresses and ports: IP bytes 12..19 and TCP bytes 0..3.
+  for (let i = 12; i < 24; i++) if (mb[mi + i] !== sb[si + i]) return false
+  const mt = mi + 20
+  const st = si + 20
+  const seq = ((sb[st + TCP_OFF_SEQ] << 24) | (sb[st + TCP_OFF_SEQ + 1] << 16) | (sb[st + TCP_OFF_SEQ + 2] << 8) | sb[st + TCP_OFF_SEQ + 3]) >>> 0
+  if (seq !== nextSeq) return false
+  // Ack (4), data offset (1), flags except CWR/PSH (1), window (2).
+  for (let i = TCP_OFF_ACK; i < TCP_OFF_ACK + 5; i++) if (mb[mt + i] !== sb[st + i]) return false
+  if (((mb[mt + TCP_OFF_FLAGS] ^ sb[st + TCP_OFF_FLAGS]) & ~(TCP_CWR | TCP_PSH)) !== 0) return false
+  if ((sb[st + TCP_OFF_FLAGS] & TCP_CWR) !== 0) return false
+  if (mb[mt + 14] !== sb[st + 14] || mb[mt + 15] !== sb[st + 15]) return false
+  // Options (timestamps and the like) must be byte-equal.
+  for (let i = 20; i < mHdr - ETH_HLEN - 20; i++) if (mb[mt + i] !== sb[st + i]) return false
+  return true
+}
+
+/**
+ * Finishes a merge built at out[vnet, vnet + VNET_HLEN + frameLen): writes the
+ * virtio-net header and fixes IPv4 total length and header checksum. With more
+ * than one segment the frame becomes a GSO frame (gso_size = mss) with a partial
+ * TCP checksum: the field holds the pseudo-header sum, as a NIC driver hands it
+ * to the stack. One segment is left as it came, with a "no offload" header.
+ */
+export function groFinish(out: Uint8Array, vnet: number, frameLen: number, hdrLen: number, mss: number, segments: number, psh: boolean): void {
+  const frame = vnet + VNET_HLEN
+  if (segments <= 1) {
+    vnetWriteNone(out, vnet)
+    return
+  }
+  const ip = frame + ETH_HLEN
+  const tot = frameLen - ETH_HLEN
+  out[ip + IPV4_OFF_TOTAL_LEN] = tot >>> 8
+  out[ip + IPV4_OFF_TOTAL_LEN + 1] = tot & 255
+  out[ip + IPV4_OFF_CSUM] = 0
+  out[ip + IPV4_OFF_CSUM + 1] = 0
+  const hc = csumFinish(csumAdd(out, ip, 20, 0))
+  out[ip + IPV4_OFF_CSUM] = hc >>> 8
+  out[ip + IPV4_OFF_CSUM + 1] = hc & 255
+  const tcp = ip + 20
+  if (psh) out[tcp + TCP_OFF_FLAGS] |= TCP_PSH
+  const src = ((out[ip + IPV4_OFF_SRC] << 24) | (out[ip + IPV4_OFF_SRC + 1] << 16) | (out[ip + IPV4_OFF_SRC + 2] << 8) | out[ip + IPV4_OFF_SRC + 3]) >>> 0
+  const dst = ((out[ip + IPV4_OFF_SRC + 4] << 24) | (out[ip + IPV4_OFF_SRC + 5] << 16) | (out[ip + IPV4_OFF_SRC + 6] << 8) | out[ip + IPV4_OFF_SRC + 7]) >>> 0
+  // Partial checksum: the folded (not complemented) pseudo-header sum.
+  const pseudo = csumFold(csumPseudoV4(src, dst, PROTO_TCP, tot - 20))
+  out[tcp + TCP_OFF_CSUM] = pseudo >>> 8
+  out[tcp + TCP_OFF_CSUM + 1] = pseudo & 255
+  vnetWrite(out, vnet, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, hdrLen, mss, ETH_HLEN + 20, TCP_OFF_CSUM)
+}
