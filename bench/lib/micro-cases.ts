@@ -73,6 +73,8 @@ class CountingDatagramIo implements DatagramIo {
   readonly rx = new Batch(BATCH_FRAMES, SLOT_PLAIN)
   readonly txCounters = new Float64Array(3)
   readonly port = 4789
+  /** The bench frames are plain (no TSO/USO), so no send carries a segment size. */
+  readonly gsoEnabled = false
   sent = 0
   start(): void {}
   stop(): void {}
@@ -163,6 +165,7 @@ function vxlanCases(): MicroCase[] {
       return null
     },
   }
+  build.run(BATCH_FRAMES) // every header written once, so the check below holds before timing too
   return [parse, build]
 }
 
@@ -418,8 +421,9 @@ function datapathCases(): MicroCase[] {
   const v0 = podIo.rx.off(0) + VNET_HLEN - VXLAN_HLEN
   if (vxlanCheck(podIo.rx.data, v0, VXLAN_HLEN) !== VXLAN_HLEN || vxlanVni(podIo.rx.data, v0) !== VNI) throw new Error('datapath set-up: no VXLAN header written')
   dp.onUnderlayBatch(BATCH_FRAMES)
-  if (podIo.written !== BATCH_FRAMES || dropsOk()) {
-    throw new Error(`datapath set-up: underlay batch gave ${podIo.written} pod frames, ${dropsOk() ?? 'no drops'}`)
+  const podFrames: number = podIo.written // (TypeScript keeps the narrowing to 0 from the check above)
+  if (podFrames !== BATCH_FRAMES || dropsOk()) {
+    throw new Error(`datapath set-up: underlay batch gave ${podFrames} pod frames, ${dropsOk() ?? 'no drops'}`)
   }
   underlay.sent = 0
   podIo.written = 0
@@ -428,7 +432,6 @@ function datapathCases(): MicroCase[] {
     name: 'datapath pod batch -> VXLAN',
     op: 'onPodBatch: 64 x 1400 B frames to a MAC behind a peer',
     framesPerOp: BATCH_FRAMES,
-    bytesPerOp: BATCH_FRAMES * FRAME_LEN,
     run(ops) {
       for (let n = 0; n < ops; n++) dp.onPodBatch(pod, BATCH_FRAMES)
       podBatches += ops
@@ -442,7 +445,6 @@ function datapathCases(): MicroCase[] {
     name: 'datapath VXLAN batch -> pod',
     op: 'onUnderlayBatch: 64 VXLAN datagrams to a local pod (+ restoring the 64 VXLAN headers decap overwrote)',
     framesPerOp: BATCH_FRAMES,
-    bytesPerOp: BATCH_FRAMES * FRAME_LEN,
     run(ops) {
       const buf = urx.data
       for (let n = 0; n < ops; n++) {
