@@ -34,7 +34,7 @@ test('RFC 1071 §3 example: folded sum ddf2, checksum 220d', () => {
   assert.equal(csumFinish(csumAdd(RFC1071_EXAMPLE, 0, 8, 0)), 0x220d)
 })
 
-test('RFC 1071 §2(B): the sum does not depend on how the data is split (even pieces)', () => {
+test('RFC 1071 §2(A): the sum does not depend on how the data is split (even pieces)', () => {
   let sum = csumAdd(RFC1071_EXAMPLE, 0, 2, 0)
   sum = csumAdd(RFC1071_EXAMPLE, 2, 4, sum)
   sum = csumAdd(RFC1071_EXAMPLE, 6, 2, sum)
@@ -51,7 +51,7 @@ test('known IPv4 header: computes 0xb861 and verifies', () => {
   assert.equal(csumVerify(bad, 0, 20, 0), false)
 })
 
-test('odd length: the last byte is the high half of a zero-padded word (RFC 1071 §4.1)', () => {
+test('odd length: the last byte is the high half of a zero-padded word (RFC 9293 §3.1)', () => {
   const b = hex('01 02 03')
   assert.equal(csumFold(csumAdd(b, 0, 3, 0)), 0x0402) // 0x0102 + 0x0300
   assert.equal(csumFinish(csumAdd(b, 0, 3, 0)), 0xfbfd)
