@@ -35,6 +35,15 @@ if [ ! -f node_modules/.tapestry-lock ] || [ "$(cat node_modules/.tapestry-lock)
   echo "$lock_sum" > node_modules/.tapestry-lock
 fi
 
+# Dependencies with native parts (allowed in package.json's allowScripts); rebuilt
+# here too in case the npm in use skipped their install scripts.
+for dep in cap; do
+  if [ -d "node_modules/$dep" ] && ! ls node_modules/$dep/build/Release/*.node >/dev/null 2>&1; then
+    log "building $dep"
+    (cd "node_modules/$dep" && ../.bin/node-gyp rebuild $( [ -f /usr/include/node/node_api.h ] && echo --nodedir=/usr ) --loglevel=error >/dev/null)
+  fi
+done
+
 addon=build/Release/tapestry_native.node
 if [ ! -f "$addon" ] || [ -n "$(find native binding.gyp -newer "$addon" 2>/dev/null | head -1)" ]; then
   log "building the native addon"
