@@ -2,6 +2,7 @@
 #include "util.h"
 
 napi_value tap_open(napi_env, napi_callback_info);
+napi_value tap_open_in_netns(napi_env, napi_callback_info);
 napi_value tap_set_persist(napi_env, napi_callback_info);
 napi_value tap_set_offload(napi_env, napi_callback_info);
 napi_value tap_set_vnet_hdr_size(napi_env, napi_callback_info);
@@ -19,6 +20,7 @@ napi_value rx_stop(napi_env, napi_callback_info);
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
     {"tapOpen", NULL, tap_open, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"tapOpenInNetns", NULL, tap_open_in_netns, NULL, NULL, NULL, napi_enumerable, NULL},
     {"tapSetPersist", NULL, tap_set_persist, NULL, NULL, NULL, napi_enumerable, NULL},
     {"tapSetOffload", NULL, tap_set_offload, NULL, NULL, NULL, napi_enumerable, NULL},
     {"tapSetVnetHdrSize", NULL, tap_set_vnet_hdr_size, NULL, NULL, NULL, napi_enumerable, NULL},

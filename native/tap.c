@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <string.h>
@@ -18,38 +19,103 @@
 #define TAP_FLAG_VNET_HDR 1
 #define TAP_FLAG_MULTI_QUEUE 2
 
-/* tapOpen(name: string, flags: number) -> [fd, actualName] */
-napi_value tap_open(napi_env env, napi_callback_info info) {
-  napi_value argv[MAX_ARGS], result, v;
-  char name[IFNAMSIZ];
-  uint32_t flags;
-  struct ifreq ifr;
-  if (!get_args(env, info, 2, argv)) return NULL;
-  if (!get_string(env, argv[0], "name", name, sizeof name)) return NULL;
-  if (!get_u32(env, argv[1], "flags", &flags)) return NULL;
-
+/* Opens /dev/net/tun and binds it to `name` (creating a TAP or attaching to a persistent one). */
+static int open_tap(const char *name, uint32_t flags, struct ifreq *ifr, const char **syscall) {
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
-    throw_errno(env, "open /dev/net/tun", errno);
-    return NULL;
+    *syscall = "open /dev/net/tun";
+    return -errno;
   }
-  memset(&ifr, 0, sizeof ifr);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
-  if (flags & TAP_FLAG_VNET_HDR) ifr.ifr_flags |= IFF_VNET_HDR;
-  if (flags & TAP_FLAG_MULTI_QUEUE) ifr.ifr_flags |= IFF_MULTI_QUEUE;
-  memcpy(ifr.ifr_name, name, strlen(name));
-  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+  memset(ifr, 0, sizeof *ifr);
+  ifr->ifr_flags = IFF_TAP | IFF_NO_PI;
+  if (flags & TAP_FLAG_VNET_HDR) ifr->ifr_flags |= IFF_VNET_HDR;
+  if (flags & TAP_FLAG_MULTI_QUEUE) ifr->ifr_flags |= IFF_MULTI_QUEUE;
+  memcpy(ifr->ifr_name, name, strlen(name));
+  if (ioctl(fd, TUNSETIFF, ifr) < 0) {
     int err = errno;
     close(fd);
-    throw_errno(env, "ioctl TUNSETIFF", err);
-    return NULL;
+    *syscall = "ioctl TUNSETIFF";
+    return -err;
   }
+  return fd;
+}
+
+static napi_value fd_and_name(napi_env env, int fd, const char *name) {
+  napi_value result, v;
   napi_create_array_with_length(env, 2, &result);
   napi_create_int32(env, fd, &v);
   napi_set_element(env, result, 0, v);
-  napi_create_string_utf8(env, ifr.ifr_name, NAPI_AUTO_LENGTH, &v);
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &v);
   napi_set_element(env, result, 1, v);
   return result;
+}
+
+/* tapOpen(name: string, flags: number) -> [fd, actualName] */
+napi_value tap_open(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  char name[IFNAMSIZ];
+  uint32_t flags;
+  struct ifreq ifr;
+  const char *sc = "";
+  if (!get_args(env, info, 2, argv)) return NULL;
+  if (!get_string(env, argv[0], "name", name, sizeof name)) return NULL;
+  if (!get_u32(env, argv[1], "flags", &flags)) return NULL;
+  int fd = open_tap(name, flags, &ifr, &sc);
+  if (fd < 0) {
+    throw_errno(env, sc, -fd);
+    return NULL;
+  }
+  return fd_and_name(env, fd, ifr.ifr_name);
+}
+
+/*
+ * tapOpenInNetns(netnsPath, name, flags) -> [fd, actualName]: attaches to (or
+ * creates) a TAP inside another network namespace. TUNSETIFF looks the name up
+ * in the calling thread's namespace, so the thread enters the target namespace
+ * for the open and returns at once; the fd keeps working from here.
+ */
+napi_value tap_open_in_netns(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  char path[512], name[IFNAMSIZ];
+  uint32_t flags;
+  struct ifreq ifr;
+  const char *sc = "";
+  if (!get_args(env, info, 3, argv)) return NULL;
+  if (!get_string(env, argv[0], "netnsPath", path, sizeof path)) return NULL;
+  if (!get_string(env, argv[1], "name", name, sizeof name)) return NULL;
+  if (!get_u32(env, argv[2], "flags", &flags)) return NULL;
+  int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (self < 0) {
+    throw_errno(env, "open /proc/thread-self/ns/net", errno);
+    return NULL;
+  }
+  int target = open(path, O_RDONLY | O_CLOEXEC);
+  if (target < 0) {
+    int err = errno;
+    close(self);
+    throw_errno(env, "open netns", err);
+    return NULL;
+  }
+  if (setns(target, CLONE_NEWNET) < 0) {
+    int err = errno;
+    close(self);
+    close(target);
+    throw_errno(env, "setns", err);
+    return NULL;
+  }
+  int fd = open_tap(name, flags, &ifr, &sc);
+  int back = setns(self, CLONE_NEWNET);
+  close(self);
+  close(target);
+  if (back < 0) {
+    /* Staying in the pod's namespace would misdirect everything that follows. */
+    napi_fatal_error("tapOpenInNetns", NAPI_AUTO_LENGTH, "could not return to the agent's network namespace", NAPI_AUTO_LENGTH);
+  }
+  if (fd < 0) {
+    throw_errno(env, sc, -fd);
+    return NULL;
+  }
+  return fd_and_name(env, fd, ifr.ifr_name);
 }
 
 static napi_value ioctl_int(napi_env env, napi_callback_info info, unsigned long req, const char *what,

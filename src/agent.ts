@@ -13,7 +13,7 @@ import { Datapath, PodSpec } from './datapath/datapath'
 import { TapPort } from './ports/tap'
 import { UdpPort } from './ports/udp'
 import { NativeError } from './ports/native'
-import { setupPodInterface } from './ports/netdev'
+import { setupPodInterface, configurePodInterface, linkKind } from './ports/netdev'
 import { ipv4Format } from './wire/addr'
 import { Logger } from './observe/log'
 import { TapestryError } from './lib/errors'
@@ -102,16 +102,35 @@ export class Agent {
 
   async addPod(p: PodConfig): Promise<void> {
     if (this.pods.has(p.name)) throw new TapestryError('TAPESTRY_POD_EXISTS', `pod ${p.name} already exists`)
-    const tapName = tapNameFor(this.cfg.node.name, p.name)
-    const tap = TapPort.open({ name: tapName, vnetHdr: true, offloads: this.cfg.offloads })
-    try {
-      await setupPodInterface({
-        netns: p.netns, tapName: tap.name, ifname: p.ifname, mac: p.mac, cidr: p.ip, mtu: this.cfg.node.podMtu,
-        gateway: this.cfg.networks[p.networkIndex].gateway ?? undefined,
-      })
-    } catch (err) {
-      tap.close()
-      throw err
+    const iface = {
+      netns: p.netns, tapName: tapNameFor(this.cfg.node.name, p.name), ifname: p.ifname, mac: p.mac, cidr: p.ip,
+      mtu: this.cfg.node.podMtu, gateway: this.cfg.networks[p.networkIndex].gateway ?? undefined,
+    }
+    // Pod TAPs are persistent: they outlive the agent (a restart or a crash leaves
+    // the pod's interface and addresses in place) and are re-attached on start.
+    const kind = await linkKind(p.netns, p.ifname)
+    let tap: TapPort
+    let reattached = false
+    if (kind === 'tap') {
+      tap = TapPort.open({ name: p.ifname, netnsPath: p.netnsPath, vnetHdr: true, offloads: this.cfg.offloads, persist: true })
+      reattached = true
+      try {
+        await configurePodInterface(iface)
+      } catch (err) {
+        tap.close()
+        throw err
+      }
+    } else if (kind !== null) {
+      throw new TapestryError('TAPESTRY_POD_IFNAME_TAKEN', `pod ${p.name}: netns ${p.netns} already has an interface ${p.ifname} (a ${kind}, not a Tapestry TAP); choose another ifname or remove it`)
+    } else {
+      tap = TapPort.open({ name: iface.tapName, vnetHdr: true, offloads: this.cfg.offloads, persist: true })
+      try {
+        await setupPodInterface(iface)
+      } catch (err) {
+        tap.setPersist(false)
+        tap.close()
+        throw err
+      }
     }
     const spec: PodSpec = {
       name: p.name, vni: p.vni, macHi: p.macHi, macLo: p.macLo, ip: p.ipAddr, mtu: this.cfg.node.podMtu,
@@ -119,16 +138,23 @@ export class Agent {
     }
     const port = this.datapath.addPod(spec, tap)
     this.pods.set(p.name, { cfg: p, tap, portId: port.id })
-    this.log.info({ pod: p.name, netns: p.netns, ip: p.ip, mac: p.mac, vni: p.vni, port: port.id }, 'pod added')
+    this.log.info({ pod: p.name, netns: p.netns, ip: p.ip, mac: p.mac, vni: p.vni, port: port.id, reattached }, reattached ? 'pod re-attached' : 'pod added')
   }
 
-  async removePod(name: string): Promise<void> {
+  /**
+   * Removes a pod from the datapath. `forGood` also deletes its TAP (pod deleted);
+   * otherwise the persistent TAP stays in the pod for the next agent (stop).
+   */
+  async removePod(name: string, forGood = true): Promise<void> {
     const st = this.pods.get(name)
     if (!st) return
     this.datapath.removePod(st.portId)
+    if (forGood) {
+      try { st.tap.setPersist(false) } catch (err) { this.log.warn({ pod: name, err }, 'could not clear persist on the pod TAP') }
+    }
     st.tap.close()
     this.pods.delete(name)
-    this.log.info({ pod: name }, 'pod removed')
+    this.log.info({ pod: name, deleted: forGood }, forGood ? 'pod removed' : 'pod detached')
   }
 
   podStates(): { name: string; port: number; tap: string; cfg: PodConfig }[] {
@@ -149,7 +175,7 @@ export class Agent {
   async stop(): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer)
     this.sweepTimer = null
-    for (const name of [...this.pods.keys()]) await this.removePod(name)
+    for (const name of [...this.pods.keys()]) await this.removePod(name, false)
     this.datapath.detachUnderlay()
     this.rx?.close()
     for (const t of this.tx) t.close()

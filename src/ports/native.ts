@@ -8,6 +8,7 @@ import { TapestryError } from '../lib/errors'
 
 export interface NativeAddon {
   tapOpen(name: string, flags: number): [number, string]
+  tapOpenInNetns(netnsPath: string, name: string, flags: number): [number, string]
   tapSetPersist(fd: number, on: number): void
   tapSetOffload(fd: number, flags: number): void
   tapSetVnetHdrSize(fd: number, size: number): void
@@ -58,6 +59,8 @@ const HINTS: Record<string, string> = {
   'EACCES:open /dev/net/tun': 'creating a TAP needs root or CAP_NET_ADMIN',
   'ENOENT:open /dev/net/tun': '/dev/net/tun is missing: load the tun module (modprobe tun) or, in a container, pass --device /dev/net/tun',
   'EPERM:ioctl TUNSETIFF': 'creating a TAP needs root or CAP_NET_ADMIN',
+  'ENOENT:open netns': 'the network namespace file does not exist',
+  'EPERM:setns': 'entering a network namespace needs root or CAP_SYS_ADMIN',
   'EBUSY:ioctl TUNSETIFF': 'the TAP device is already attached to another process (or its queues are all taken)',
   'EINVAL:ioctl TUNSETIFF': 'an interface of that name exists but is not a TAP with the same flags (multi-queue must match), or the name is invalid',
   'EEXIST:ioctl TUNSETIFF': 'an interface of that name exists and is not a TAP',
@@ -106,6 +109,7 @@ const raw = load()
 export const native: NativeAddon = {
   ...raw,
   tapOpen: wrap(raw.tapOpen),
+  tapOpenInNetns: wrap(raw.tapOpenInNetns),
   tapSetPersist: wrap(raw.tapSetPersist),
   tapSetOffload: wrap(raw.tapSetOffload),
   tapSetVnetHdrSize: wrap(raw.tapSetVnetHdrSize),

@@ -70,15 +70,36 @@ export async function setupPodInterface(p: PodInterface): Promise<void> {
   const ref = netnsRef(p.netns)
   if (!ref) throw new TapestryError('TAPESTRY_NETNS_UNSUPPORTED', `netns ${p.netns}: give a name under /var/run/netns or /proc/PID/ns/net`)
   await run('ip', ['link', 'set', 'dev', p.tapName, 'netns', ref.name ?? String(ref.pid)])
+  await run('ip', [...nsArgs(p.netns), 'link', 'set', 'dev', p.tapName, 'name', p.ifname])
+  await configurePodInterface(p)
+}
+
+/**
+ * Sets MAC, MTU, address and default route of the pod interface, idempotently
+ * (also used on a TAP re-attached after an agent restart).
+ */
+export async function configurePodInterface(p: PodInterface): Promise<void> {
   const cmds = [
     `link set dev lo up`,
-    `link set dev ${p.tapName} name ${p.ifname}`,
     `link set dev ${p.ifname} address ${p.mac} mtu ${p.mtu}`,
-    `addr add ${p.cidr} dev ${p.ifname}`,
+    `addr replace ${p.cidr} dev ${p.ifname}`,
     `link set dev ${p.ifname} up`,
   ]
-  if (p.gateway) cmds.push(`route add default via ${p.gateway} dev ${p.ifname} onlink`)
+  if (p.gateway) cmds.push(`route replace default via ${p.gateway} dev ${p.ifname} onlink`)
   await run('ip', [...nsArgs(p.netns), '-batch', '-'], cmds.join('\n') + '\n')
+}
+
+/** What kind of device `ifname` is in the namespace: 'tap', another kind, or null when absent. */
+export async function linkKind(netns: string, ifname: string): Promise<string | null> {
+  let out: string
+  try {
+    out = await run('ip', [...nsArgs(netns), '-d', '-j', 'link', 'show', 'dev', ifname])
+  } catch {
+    return null
+  }
+  const info = (JSON.parse(out) as { linkinfo?: { info_kind?: string; info_data?: { type?: string } } }[])[0]?.linkinfo
+  if (info?.info_kind === 'tun') return info.info_data?.type === 'tap' ? 'tap' : 'tun'
+  return info?.info_kind ?? 'device'
 }
 
 /** Whether a device of that name exists in the pod namespace. */

@@ -24,6 +24,12 @@ export interface TapOptions {
   /** Keep the device when the fd closes (TUNSETPERSIST). */
   persist?: boolean
   batchFrames?: number
+  /**
+   * Open the device inside this network namespace (a path such as
+   * /var/run/netns/pod1) instead of the agent's: used to re-attach to a pod's
+   * persistent TAP, which lives in the pod's namespace under its pod-side name.
+   */
+  netnsPath?: string
 }
 
 export class TapPort {
@@ -49,7 +55,7 @@ export class TapPort {
   static open(opts: TapOptions): TapPort {
     const vnet = opts.vnetHdr === true || opts.offloads === true
     const flags = (vnet ? TAP_VNET_HDR : 0) | (opts.multiQueue ? TAP_MULTI_QUEUE : 0)
-    const [fd, name] = native.tapOpen(opts.name, flags)
+    const [fd, name] = opts.netnsPath ? native.tapOpenInNetns(opts.netnsPath, opts.name, flags) : native.tapOpen(opts.name, flags)
     let offload = 0
     try {
       if (vnet) native.tapSetVnetHdrSize(fd, VNET_HDR_LEN)
