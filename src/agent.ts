@@ -8,7 +8,9 @@
  * non-persistent TAP with its last fd, inside the pod namespace too) and the
  * sockets.
  */
-import { Config, PodConfig } from './control/config'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { Config, PodConfig, parseConfig, ConfigError } from './control/config'
 import { Datapath, PodSpec } from './datapath/datapath'
 import { TapPort } from './ports/tap'
 import { UdpPort } from './ports/udp'
@@ -27,6 +29,30 @@ interface PodState {
   portId: number
 }
 
+/** A pod added at run time (API, CNI), in config-file form plus who asked for it. */
+export interface DynamicPod {
+  name: string
+  network: string
+  netns: string
+  ip: string
+  mac?: string
+  ifname?: string
+  portSecurity?: boolean
+  containerId?: string
+}
+
+/** What `pod add` sends; `ip` and `network` may be left to the agent. */
+export interface PodRequest {
+  name: string
+  netns: string
+  ip?: string
+  network?: string
+  mac?: string
+  ifname?: string
+  portSecurity?: boolean
+  containerId?: string
+}
+
 export class Agent {
   readonly datapath: Datapath
   private cfg: Config
@@ -35,9 +61,18 @@ export class Agent {
   private gsoTx: UdpPort[] = []
   private readonly pods = new Map<string, PodState>()
   private sweepTimer: NodeJS.Timeout | null = null
+  /** The config file's contents as parsed YAML: the base of every re-validation. */
+  private fileRaw: Record<string, unknown>
+  /** Pods added at run time; kept in `statePath` so they survive restarts. */
+  private dynamic: DynamicPod[] = []
 
-  constructor(cfg: Config, readonly log: Logger) {
+  /**
+   * `fileRaw` is the config file as parsed (unvalidated) YAML, `cfg` its validated
+   * form; `statePath` is where pods added at run time are remembered (null: not kept).
+   */
+  constructor(cfg: Config, readonly log: Logger, fileRaw: Record<string, unknown> = {}, readonly statePath: string | null = null) {
     this.cfg = cfg
+    this.fileRaw = fileRaw
     this.datapath = new Datapath({
       vxlanPort: cfg.node.vxlanPort,
       fdb: {
@@ -67,8 +102,26 @@ export class Agent {
     for (const n of this.cfg.networks) this.datapath.addNetwork(n.vni, n.gatewayAddr ?? 0)
     for (const p of this.cfg.peerAddrs) this.addPeer(p)
     for (const p of this.cfg.pods) await this.addPod(p)
+    await this.restoreDynamicPods()
     this.sweepTimer = setInterval(() => this.datapath.sweep(), Math.max(100, Math.min(1000, this.cfg.fdb.ageSeconds * 250)))
     this.log.info({ pods: this.pods.size, peers: this.datapath.peers.size, networks: this.cfg.networks.length }, 'dataplane started')
+  }
+
+  /** Validates a new config file (with the run-time pods) and applies the difference. */
+  async applyFile(fileRaw: Record<string, unknown>): Promise<{ added: string[]; removed: string[]; changed: string[] }> {
+    const next = this.candidate(fileRaw, this.dynamic)
+    const fixed: [string, unknown, unknown][] = [
+      ['node.name', this.cfg.node.name, next.node.name], ['node.underlayIP', this.cfg.node.underlayIP, next.node.underlayIP],
+      ['node.vxlanPort', this.cfg.node.vxlanPort, next.node.vxlanPort], ['node.mtu', this.cfg.node.mtu, next.node.mtu],
+      ['node.podMtu', this.cfg.node.podMtu, next.node.podMtu], ['offloads', this.cfg.offloads, next.offloads],
+      ['vxlan.srcPortMin', this.cfg.vxlan.srcPortMin, next.vxlan.srcPortMin], ['vxlan.srcPortMax', this.cfg.vxlan.srcPortMax, next.vxlan.srcPortMax],
+      ['api.socket', this.cfg.api.socket, next.api.socket],
+    ]
+    const problems = fixed.filter(([, a, b]) => a !== b).map(([k, a, b]) => ({ path: k, message: `${JSON.stringify(b)} differs from the running ${JSON.stringify(a)}: changing it needs an agent restart` }))
+    if (problems.length > 0) throw new ConfigError(problems)
+    const result = await this.apply(next)
+    this.fileRaw = fileRaw
+    return result
   }
 
   /** Applies a new (validated) config: only the differences are changed. */
@@ -157,8 +210,119 @@ export class Agent {
     this.log.info({ pod: name, deleted: forGood }, forGood ? 'pod removed' : 'pod detached')
   }
 
-  podStates(): { name: string; port: number; tap: string; cfg: PodConfig }[] {
-    return [...this.pods.values()].map((s) => ({ name: s.cfg.name, port: s.portId, tap: s.tap.name, cfg: s.cfg }))
+  podStates(): { name: string; port: number; tap: string; cfg: PodConfig; containerId: string | null; source: 'config' | 'api' }[] {
+    return [...this.pods.values()].map((s) => {
+      const d = this.dynamic.find((x) => x.name === s.cfg.name)
+      return { name: s.cfg.name, port: s.portId, tap: s.tap.name, cfg: s.cfg, containerId: d?.containerId ?? null, source: d ? 'api' as const : 'config' as const }
+    })
+  }
+
+  /** The config file plus run-time pods, validated as one (throws ConfigError). */
+  private candidate(fileRaw: Record<string, unknown>, dynamic: DynamicPod[]): Config {
+    const filePods = Array.isArray(fileRaw.pods) ? fileRaw.pods : []
+    const pods = [...filePods, ...dynamic.map(({ containerId: _c, ...p }) => p)]
+    return parseConfig({ ...fileRaw, pods })
+  }
+
+  /**
+   * Adds a pod at run time (API, CNI). Idempotent: asking again for a pod that
+   * exists with the same namespace and interface returns it unchanged. Without
+   * an IP, the next free address of the network's podRange is taken.
+   */
+  async addDynamicPod(req: PodRequest): Promise<PodConfig> {
+    const existing = this.pods.get(req.name)
+    if (existing) {
+      if (existing.cfg.netns === req.netns && existing.cfg.ifname === (req.ifname ?? existing.cfg.ifname)) return existing.cfg
+      throw new ConfigError([{ path: 'name', message: `pod ${req.name} already exists in netns ${existing.cfg.netns}` }])
+    }
+    const network = req.network ?? (this.cfg.networks.length === 1 ? this.cfg.networks[0].name : undefined)
+    if (!network) throw new ConfigError([{ path: 'network', message: `is required: this agent has ${this.cfg.networks.length} networks (${this.cfg.networks.map((n) => n.name).join(', ') || 'none'})` }])
+    const ip = req.ip ?? this.allocateIp(network)
+    const pod: DynamicPod = { name: req.name, network, netns: req.netns, ip }
+    if (req.mac !== undefined) pod.mac = req.mac
+    if (req.ifname !== undefined) pod.ifname = req.ifname
+    if (req.portSecurity !== undefined) pod.portSecurity = req.portSecurity
+    if (req.containerId !== undefined) pod.containerId = req.containerId
+    const next = this.candidate(this.fileRaw, [...this.dynamic, pod])
+    const cfg = next.pods.find((p) => p.name === req.name)!
+    this.cfg = next
+    this.dynamic.push(pod)
+    try {
+      await this.addPod(cfg)
+    } catch (err) {
+      this.dynamic = this.dynamic.filter((d) => d !== pod)
+      this.cfg = this.candidate(this.fileRaw, this.dynamic)
+      throw err
+    }
+    this.saveDynamicPods()
+    return cfg
+  }
+
+  /** Deletes a pod added at run time; false when there was none (deleting twice is fine). */
+  async delDynamicPod(name: string): Promise<boolean> {
+    const d = this.dynamic.find((x) => x.name === name)
+    if (!d) {
+      if (this.pods.has(name)) throw new ConfigError([{ path: 'name', message: `pod ${name} comes from the config file: remove it there and reload` }])
+      return false
+    }
+    await this.removePod(name, true)
+    this.dynamic = this.dynamic.filter((x) => x !== d)
+    this.cfg = this.candidate(this.fileRaw, this.dynamic)
+    this.saveDynamicPods()
+    return true
+  }
+
+  /** The pod a container was given (CNI), if any. */
+  podByContainer(containerId: string, ifname?: string): PodConfig | null {
+    const d = this.dynamic.find((x) => x.containerId === containerId && (ifname === undefined || (x.ifname ?? 'eth0') === ifname))
+    return d ? this.pods.get(d.name)?.cfg ?? null : null
+  }
+
+  private allocateIp(network: string): string {
+    const net = this.cfg.networks.find((n) => n.name === network)
+    if (!net) throw new ConfigError([{ path: 'network', message: `unknown network "${network}" (known: ${this.cfg.networks.map((n) => n.name).join(', ')})` }])
+    const range = net.podRange
+    if (!range) throw new ConfigError([{ path: 'ip', message: `is required: network ${network} has no podRange to allocate from` }])
+    const used = new Set(this.cfg.pods.filter((p) => p.network === network).map((p) => p.ipAddr))
+    const size = 2 ** (32 - range.prefix)
+    for (let i = 1; i < size - 1; i++) {
+      const a = (range.addr + i) >>> 0
+      if (a === net.gatewayAddr || a === net.subnetAddr || a === net.broadcastAddr || used.has(a)) continue
+      return `${ipv4Format(a)}/${net.subnetPrefix}`
+    }
+    throw new ConfigError([{ path: 'ip', message: `network ${network}'s podRange ${ipv4Format(range.addr)}/${range.prefix} is full` }])
+  }
+
+  private saveDynamicPods(): void {
+    if (!this.statePath) return
+    fs.mkdirSync(path.dirname(this.statePath), { recursive: true, mode: 0o700 })
+    const tmp = `${this.statePath}.tmp`
+    fs.writeFileSync(tmp, JSON.stringify({ pods: this.dynamic }, null, 2), { mode: 0o600 })
+    fs.renameSync(tmp, this.statePath)
+  }
+
+  /** Re-adds pods added at run time before a restart; a pod whose namespace is gone is dropped. */
+  private async restoreDynamicPods(): Promise<void> {
+    if (!this.statePath || !fs.existsSync(this.statePath)) return
+    let saved: DynamicPod[]
+    try {
+      saved = (JSON.parse(fs.readFileSync(this.statePath, 'utf8')) as { pods: DynamicPod[] }).pods ?? []
+    } catch (err) {
+      this.log.warn({ file: this.statePath, err: String(err) }, 'run-time pod state unreadable; starting without it')
+      return
+    }
+    for (const pod of saved) {
+      try {
+        const next = this.candidate(this.fileRaw, [...this.dynamic, pod])
+        const cfg = next.pods.find((p) => p.name === pod.name)!
+        await this.addPod(cfg)
+        this.cfg = next
+        this.dynamic.push(pod)
+      } catch (err) {
+        this.log.warn({ pod: pod.name, reason: (err as Error).message }, 'run-time pod not restored')
+      }
+    }
+    this.saveDynamicPods()
   }
 
   private addPeer(addr: number): void {

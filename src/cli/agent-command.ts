@@ -8,6 +8,16 @@ import { Agent } from '../agent'
 import { loadConfigFile, ConfigError, ConfigReadError } from '../control/config'
 import { createLogger } from '../observe/log'
 import { ApiServer } from '../control/api'
+import { MetricsServer } from '../observe/metrics'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { parse as parseYaml } from 'yaml'
+
+/** The config file as plain parsed YAML (already validated by loadConfigFile). */
+function readRaw(file: string): Record<string, unknown> {
+  const v = parseYaml(fs.readFileSync(file, 'utf8')) as unknown
+  return v !== null && typeof v === 'object' ? (v as Record<string, unknown>) : {}
+}
 
 function parseArgs(args: string[]): { config?: string; socket?: string } {
   const out: { config?: string; socket?: string } = {}
@@ -49,11 +59,20 @@ export const agentCommand: Command = {
       throw err
     }
     const log = createLogger(cfg.log.level, cfg.node.name)
-    const agent = new Agent(cfg, log)
-    const api = new ApiServer(agent, opts.socket ?? cfg.api.socket)
+    const socketPath = opts.socket ?? cfg.api.socket
+    // Pods added at run time are remembered beside the API socket.
+    const statePath = path.join(path.dirname(socketPath), `${cfg.node.name}.pods.json`)
+    const agent = new Agent(cfg, log, readRaw(file), statePath)
+    const api = new ApiServer(agent, socketPath)
+    let metrics: MetricsServer | null = null
     try {
       await agent.start()
       await api.listen()
+      // metrics.listen '' turns the Prometheus endpoint off.
+      if (cfg.metrics.listen !== '') {
+        metrics = await MetricsServer.start(cfg.metrics.listen, agent)
+        log.info({ listen: metrics.address }, 'metrics endpoint open')
+      }
       log.info({ socket: api.socketPath, pods: agent.podStates().length, peers: agent.datapath.peers.size }, 'agent ready')
     } catch (err) {
       log.error({ err }, 'agent failed to start')
@@ -68,19 +87,21 @@ export const agentCommand: Command = {
         if (stopping) return
         stopping = true
         log.info({ signal: sig }, 'stopping')
-        api.close().then(() => agent.stop()).then(() => resolve(0), (err) => { log.error({ err }, 'stop failed'); resolve(1) })
+        // api.close() first ends running captures, so their pcap streams end on whole records.
+        api.close().then(() => metrics?.close()).then(() => agent.stop()).then(() => resolve(0), (err) => { log.error({ err }, 'stop failed'); resolve(1) })
       }
       process.on('SIGTERM', () => stop('SIGTERM'))
       process.on('SIGINT', () => stop('SIGINT'))
       process.on('SIGHUP', () => {
-        let next
+        let raw
         try {
-          next = loadConfigFile(file)
+          loadConfigFile(file) // reports YAML and rule problems with line numbers
+          raw = readRaw(file)
         } catch (err) {
           log.error({ file, reason: (err as Error).message }, 'config reload refused; running state unchanged')
           return
         }
-        agent.apply(next).catch((err) => log.error({ err }, 'config reload failed part way'))
+        agent.applyFile(raw).catch((err) => log.error({ file, reason: (err as Error).message }, 'config reload refused or failed part way'))
       })
     })
   },

@@ -75,13 +75,16 @@ export const peersCommand: Command = simple('List the remote VTEPs.', 'tapestry 
 
 const podList = simple('List pods.', 'tapestry pod list [--json] [--socket PATH]', [], async (c) => {
     const rows = await request<Record<string, unknown>[]>(c.socket, 'GET', '/v1/pods')
-    return c.json ? JSON.stringify(rows, null, 2) + '\n' : table(rows, ['name', 'network', 'vni', 'ip', 'mac', 'netns', 'ifname'])
+    return c.json ? JSON.stringify(rows, null, 2) + '\n' : table(rows, ['name', 'network', 'vni', 'ip', 'mac', 'netns', 'ifname', 'source', 'containerId'])
   })
 export const podCommand: Command = {
-  summary: 'Pods: `tapestry pod list`.',
-  usage: podList.usage,
+  summary: 'Pods: `tapestry pod list|add|del`.',
+  usage: `${podList.usage}\n       tapestry pod add NAME --netns NS [--ip CIDR] [--network N] [--mac MAC] [--ifname IF]\n       tapestry pod del NAME`,
   run: async (args) => {
-    if (args[0] !== 'list') { process.stderr.write(`Usage: ${podList.usage}\n`); return 2 }
-    return podList.run(args.slice(1))
+    if (args[0] === 'list') return podList.run(args.slice(1))
+    if (args[0] === 'add') return (await import('./change-commands')).podAdd(args.slice(1))
+    if (args[0] === 'del' || args[0] === 'delete') return (await import('./change-commands')).podDel(args.slice(1))
+    process.stderr.write(`Usage: ${podCommand.usage}\n`)
+    return 2
   },
 }

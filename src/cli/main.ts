@@ -11,7 +11,8 @@ export type { Command } from './registry'
 export const VERSION: string = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')).version
 
 register('agent', async () => (await import('./agent-command')).agentCommand, 'agent --config FILE     run the per-host agent (pods, switch, VXLAN)')
-register('pod', async () => (await import('./inspect-commands')).podCommand, 'pod list                list pods')
+register('pod', async () => (await import('./inspect-commands')).podCommand, 'pod list|add|del        list, add or delete pods')
+register('apply', async () => (await import('./change-commands')).applyCommand, 'apply -f FILE           apply a whole config: only the differences change')
 register('fdb', async () => (await import('./inspect-commands')).fdbCommand, 'fdb show [--vni N]      show the forwarding database')
 register('peers', async () => (await import('./inspect-commands')).peersCommand, 'peers                   list remote VTEPs')
 register('stats', async () => (await import('./inspect-commands')).statsCommand, 'stats                   counters: frames, bytes, drops by reason')

@@ -68,6 +68,15 @@ const gatewayInSubnet: Rule = ({ networks = [] }, _ctx, report) => {
   })
 }
 
+const podRangeInSubnet: Rule = ({ networks = [] }, _ctx, report) => {
+  networks.forEach((n, i) => {
+    if (!n?.podRange || !n.subnet) return
+    const inside = n.podRange.prefix >= n.subnet.prefix &&
+      ((n.podRange.addr & prefixMask(n.subnet.prefix)) >>> 0) === n.subnet.addr
+    if (!inside) report(['networks', i, 'podRange'], `${n.podRange.text} is not inside the subnet ${n.subnet.text}`)
+  })
+}
+
 /** Why an address cannot be a host of a subnet: outside it, or its network or broadcast address. */
 type HostMisfit = 'outside' | 'network' | 'broadcast'
 
@@ -182,7 +191,7 @@ const podsValid: Rule = ({ networks, pods = [] }, ctx, report) => {
 }
 
 /** Every rule, in the order its problems are listed. A new section's rules go here. */
-const RULES: Rule[] = [podMtuFitsUnderlay, srcPortRangeOrdered, networksDistinct, gatewayInSubnet, peersDistinct, podsValid]
+const RULES: Rule[] = [podMtuFitsUnderlay, srcPortRangeOrdered, networksDistinct, gatewayInSubnet, podRangeInSubnet, peersDistinct, podsValid]
 
 export function checkRules(cfg: Salvaged<RawConfig>, ctx: RuleContext): PathProblem[] {
   const problems: PathProblem[] = []

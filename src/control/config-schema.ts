@@ -15,6 +15,7 @@
 import { z } from 'zod'
 import { cidrParse, ipv4Format, ipv4Parse, macFormat, macParse, prefixMask } from '../wire/addr'
 import { showText, showValue } from './config-issues'
+import { parseListen } from '../observe/listen-address'
 
 // ---- Specification constants
 
@@ -48,6 +49,8 @@ export const NETNS_RUN_DIR = '/var/run/netns'
 /** pino's levels, plus 'silent'. */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
+/** Where the agent serves Prometheus metrics unless told otherwise (loopback: scraped by a local agent or a port-forward). */
+export const METRICS_DEFAULT_LISTEN = '127.0.0.1:9464'
 
 // ---- Parsed field values
 
@@ -171,6 +174,8 @@ export const networkSchema = z.strictObject({
   vni: intIn(1, VNI_MAX),
   subnet: subnetField,
   gateway: ipv4Field.optional(),
+  /** The block of the subnet this node hands out to pods added without an IP (API, CNI). */
+  podRange: subnetField.optional(),
 }, { error: notA('a mapping') })
 
 export const podSchema = z.strictObject({
@@ -215,6 +220,15 @@ export const apiSchema = z.strictObject({
     .regex(/^\//, { error: notA('an absolute path') }).optional(),
 }, { error: notA('a mapping') })
 
+/** `listen: ''` turns the metrics endpoint off. */
+export const metricsSchema = z.strictObject({
+  listen: z.string({ error: notA("HOST:PORT or '' (off)") })
+    .refine((s) => s === '' || parseListen(s) !== null, {
+      error: (iss) => `${showValue(iss.input)} is not HOST:PORT (as ${METRICS_DEFAULT_LISTEN}, [::1]:9464) or '' to turn metrics off`,
+    })
+    .default(METRICS_DEFAULT_LISTEN),
+}, { error: notA('a mapping') })
+
 /** The whole file. Sections are in the order the README documents them. */
 export const configSchema = z.strictObject({
   node: nodeSchema,
@@ -227,6 +241,7 @@ export const configSchema = z.strictObject({
   offloads: bool.default(true),
   log: logSchema.prefault({}),
   api: apiSchema.prefault({}),
+  metrics: metricsSchema.prefault({}),
   pods: z.array(podSchema, { error: notA('a list') }).default(() => []),
 }, { error: (iss) => (iss.input === undefined || iss.input === null ? 'is empty (expected a mapping with at least node)' : `${showValue(iss.input)} is not a mapping`) })
 

@@ -30,7 +30,7 @@ export type { ConfigProblem } from './config-error'
 export { derivePodMac } from './pod-mac'
 export { netnsPath } from './config-rules'
 export {
-  FDB_DEFAULT_AGE_S, FDB_DEFAULT_MAX_ENTRIES, LOG_LEVELS, NETNS_RUN_DIR, POD_DEFAULT_IFNAME,
+  FDB_DEFAULT_AGE_S, FDB_DEFAULT_MAX_ENTRIES, LOG_LEVELS, METRICS_DEFAULT_LISTEN, NETNS_RUN_DIR, POD_DEFAULT_IFNAME,
   VNI_MAX, VXLAN_DEFAULT_SRC_PORT_MAX, VXLAN_DEFAULT_SRC_PORT_MIN, VXLAN_IANA_PORT, VXLAN_OVERHEAD_LEN,
 } from './config-schema'
 export type { LogLevel } from './config-schema'
@@ -61,6 +61,8 @@ export interface NetworkConfig {
   /** The address every agent answers ARP for in this network, or null. */
   gateway: string | null
   gatewayAddr: number | null
+  /** Addresses this node gives pods added without an IP, or null. */
+  podRange: { addr: number; prefix: number } | null
 }
 
 export interface PodConfig {
@@ -119,7 +121,13 @@ export interface Config {
   offloads: boolean
   log: LogConfig
   api: ApiConfig
+  metrics: MetricsConfig
   pods: PodConfig[]
+}
+
+export interface MetricsConfig {
+  /** HOST:PORT of the Prometheus endpoint (GET /metrics); '' when metrics are off. Default 127.0.0.1:9464. */
+  listen: string
 }
 
 export interface ApiConfig {
@@ -227,6 +235,7 @@ function normalize(raw: RawConfig): Config {
     offloads: raw.offloads,
     log: { ...raw.log },
     api: { socket: raw.api.socket ?? `/run/tapestry/${raw.node.name}.sock` },
+    metrics: { listen: raw.metrics.listen },
     pods: raw.pods.map((p) => {
       const index = networkIndex.get(p.network)
       // checkRules reported any unknown network, so this cannot happen.
@@ -248,6 +257,7 @@ function normalizeNetwork(n: RawNetwork): NetworkConfig {
     broadcastAddr: (n.subnet.addr | ~mask) >>> 0,
     gateway: n.gateway?.text ?? null,
     gatewayAddr: n.gateway?.addr ?? null,
+    podRange: n.podRange ? { addr: n.podRange.addr, prefix: n.podRange.prefix } : null,
   }
 }
 
