@@ -9,6 +9,7 @@
  * sockets.
  */
 import * as fs from 'node:fs'
+import { EventEmitter } from 'node:events'
 import * as path from 'node:path'
 import { Config, PodConfig, parseConfig, ConfigError } from './control/config'
 import { Datapath, PodSpec } from './datapath/datapath'
@@ -41,6 +42,17 @@ export interface DynamicPod {
   containerId?: string
 }
 
+/** A pod on another host, as the cluster store publishes it. */
+export interface RemotePod {
+  name: string
+  vni: number
+  ip: number
+  macHi: number
+  macLo: number
+  /** Underlay address of the pod's host. */
+  node: number
+}
+
 /** What `pod add` sends; `ip` and `network` may be left to the agent. */
 export interface PodRequest {
   name: string
@@ -53,7 +65,12 @@ export interface PodRequest {
   containerId?: string
 }
 
-export class Agent {
+/**
+ * Events: 'pod-added' (PodConfig, containerId | null) and 'pod-removed' (name,
+ * PodConfig) for every local pod change, whatever its source; the cluster store
+ * publishes from them.
+ */
+export class Agent extends EventEmitter {
   readonly datapath: Datapath
   private cfg: Config
   private rx: UdpPort | null = null
@@ -70,7 +87,15 @@ export class Agent {
    * `fileRaw` is the config file as parsed (unvalidated) YAML, `cfg` its validated
    * form; `statePath` is where pods added at run time are remembered (null: not kept).
    */
+  /** Peers found through the cluster store (config peers are in cfg.peerAddrs). */
+  private clusterPeers = new Set<number>()
+  /** Remote pods installed as static entries, by name. */
+  private remotePods = new Map<string, RemotePod>()
+  /** Pod ranges leased at run time (cluster mode), by network name; they override the config's. */
+  private leasedRanges = new Map<string, { addr: number; prefix: number }>()
+
   constructor(cfg: Config, readonly log: Logger, fileRaw: Record<string, unknown> = {}, readonly statePath: string | null = null) {
+    super()
     this.cfg = cfg
     this.fileRaw = fileRaw
     this.datapath = new Datapath({
@@ -136,8 +161,8 @@ export class Agent {
       if (!np) { await this.removePod(name); removed.push(name) }
       else if (podKey(np) !== podKey(st.cfg)) { await this.removePod(name); changed.push(name) }
     }
-    const nextPeers = new Set(next.peerAddrs)
-    for (const p of this.datapath.peers.list()) if (!nextPeers.has(p)) this.removePeer(p)
+    const nextPeers = new Set([...next.peerAddrs, ...this.clusterPeers])
+    for (const p of this.datapath.peers.list()) if (!nextPeers.has(p) && this.datapath.peers.configured[this.datapath.peers.indexOf(p)] === 1) this.removePeer(p)
     for (const p of next.peerAddrs) this.addPeer(p)
     for (const n of this.cfg.networks) if (!next.networks.some((m) => m.vni === n.vni)) this.datapath.removeNetwork(n.vni)
     this.datapath.arpSuppression = next.arpSuppression
@@ -191,6 +216,7 @@ export class Agent {
     }
     const port = this.datapath.addPod(spec, tap)
     this.pods.set(p.name, { cfg: p, tap, portId: port.id })
+    this.emit('pod-added', p, this.dynamic.find((d) => d.name === p.name)?.containerId ?? null)
     this.log.info({ pod: p.name, netns: p.netns, ip: p.ip, mac: p.mac, vni: p.vni, port: port.id, reattached }, reattached ? 'pod re-attached' : 'pod added')
   }
 
@@ -207,7 +233,50 @@ export class Agent {
     }
     st.tap.close()
     this.pods.delete(name)
+    if (forGood) this.emit('pod-removed', name, st.cfg)
     this.log.info({ pod: name, deleted: forGood }, forGood ? 'pod removed' : 'pod detached')
+  }
+
+  // ---- cluster store hooks ----
+
+  /** Sets the peers found through the cluster store; configured peers are never removed here. */
+  setClusterPeers(addrs: number[]): void {
+    const next = new Set(addrs.map((a) => a >>> 0).filter((a) => a !== this.cfg.node.underlayAddr))
+    const configured = new Set(this.cfg.peerAddrs)
+    for (const a of this.clusterPeers) {
+      if (!next.has(a) && !configured.has(a)) {
+        this.removePeer(a)
+        for (const [name, rp] of this.remotePods) if (rp.node === a) this.remotePods.delete(name)
+      }
+    }
+    for (const a of next) if (!this.clusterPeers.has(a)) this.addPeer(a)
+    this.clusterPeers = next
+  }
+
+  /** Installs remote pods as static FDB and ARP entries (replacing the previous set). */
+  setRemotePods(pods: RemotePod[]): void {
+    const next = new Map(pods.map((p) => [p.name, p]))
+    for (const [name, old] of this.remotePods) {
+      const n = next.get(name)
+      if (!n || n.macHi !== old.macHi || n.macLo !== old.macLo || n.ip !== old.ip || n.vni !== old.vni || n.node !== old.node) {
+        this.datapath.removeRemotePod(old.vni, old.macHi, old.macLo, old.ip)
+        this.remotePods.delete(name)
+      }
+    }
+    for (const [name, p] of next) {
+      if (this.remotePods.has(name) || this.pods.has(name)) continue
+      if (this.datapath.addRemotePod(p.vni, p.macHi, p.macLo, p.ip, p.node)) this.remotePods.set(name, p)
+    }
+  }
+
+  /** The block of a network's subnet this node hands out (leased from the cluster store). */
+  setPodRange(network: string, range: { addr: number; prefix: number }): void {
+    this.leasedRanges.set(network, range)
+    this.log.info({ network, range: `${ipv4Format(range.addr)}/${range.prefix}` }, 'pod range leased')
+  }
+
+  podRange(network: string): { addr: number; prefix: number } | null {
+    return this.leasedRanges.get(network) ?? this.cfg.networks.find((n) => n.name === network)?.podRange ?? null
   }
 
   podStates(): { name: string; port: number; tap: string; cfg: PodConfig; containerId: string | null; source: 'config' | 'api' }[] {
@@ -281,7 +350,7 @@ export class Agent {
   private allocateIp(network: string): string {
     const net = this.cfg.networks.find((n) => n.name === network)
     if (!net) throw new ConfigError([{ path: 'network', message: `unknown network "${network}" (known: ${this.cfg.networks.map((n) => n.name).join(', ')})` }])
-    const range = net.podRange
+    const range = this.leasedRanges.get(network) ?? net.podRange
     if (!range) throw new ConfigError([{ path: 'ip', message: `is required: network ${network} has no podRange to allocate from` }])
     const used = new Set(this.cfg.pods.filter((p) => p.network === network).map((p) => p.ipAddr))
     const size = 2 ** (32 - range.prefix)
@@ -328,11 +397,13 @@ export class Agent {
   private addPeer(addr: number): void {
     if (this.datapath.peers.indexOf(addr) >= 0) return
     this.datapath.addPeer(addr)
+    this.emit('peer-added', addr)
     this.log.info({ peer: ipv4Format(addr) }, 'peer added')
   }
 
   private removePeer(addr: number): void {
     this.datapath.removePeer(addr)
+    this.emit('peer-removed', addr)
     this.log.info({ peer: ipv4Format(addr) }, 'peer removed')
   }
 

@@ -309,6 +309,23 @@ export class Datapath {
     if (i >= 0) this.fdb.removePort(PEER_PORT_BASE + i)
   }
 
+  /**
+   * A pod on another host known ahead of traffic (cluster store): static FDB
+   * entry to its host's VTEP and ARP entry. False when the host is not a peer.
+   */
+  addRemotePod(vni: number, macHi: number, macLo: number, ip: number, peerAddr: number): boolean {
+    const peer = this.peers.indexOf(peerAddr >>> 0)
+    if (peer < 0) return false
+    this.fdb.addStatic(vni, macHi, macLo, PEER_PORT_BASE + peer)
+    if (ip !== 0) this.arp.addStatic(vni, ip >>> 0, macHi, macLo)
+    return true
+  }
+
+  removeRemotePod(vni: number, macHi: number, macLo: number, ip: number): void {
+    this.fdb.removeStatic(vni, macHi, macLo)
+    if (ip !== 0) this.arp.remove(vni, ip >>> 0)
+  }
+
   /** Ages the FDB and ARP table; call every second or so. */
   sweep(): number {
     return this.fdb.sweep(this.now())
