@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 KEEP=0
 [ "${1:-}" = "--keep" ] && KEEP=1
-P=tdemo
+# Name prefix of every namespace and link the demo makes (tests pass their own).
+P="${DEMO_PREFIX:-tdemo}"
 STATE_DIR=$(mktemp -d /tmp/tapestry-demo.XXXXXX)
 export STATE_DIR NS_PREFIX=$P
 HOSTS=(host-a host-b host-c)
@@ -21,11 +22,15 @@ cleanup() {
     [ -f "$STATE_DIR/$h.pid" ] && kill "$(cat "$STATE_DIR/$h.pid")" 2>/dev/null || true
   done
   sleep 0.5
-  bash scripts/sweep.sh >/dev/null
+  for ns in $(ip netns list | awk '{print $1}' | grep "^$P-"); do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+    ip netns del "$ns" 2>/dev/null
+  done
+  for l in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^$P-"); do ip link del "$l" 2>/dev/null; done
   rm -rf "$STATE_DIR"
 }
 if [ $KEEP = 0 ]; then trap cleanup EXIT; fi
-bash scripts/sweep.sh >/dev/null   # leftovers of an earlier demo
+[ "$P" = tdemo ] && bash scripts/sweep.sh >/dev/null   # leftovers of an earlier demo
 
 bold "1. Three hosts in network namespaces, joined by an underlay bridge (192.168.250.0/24)"
 ip netns add $P-underlay
