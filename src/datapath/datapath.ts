@@ -37,7 +37,7 @@ import {
   vnetFlags, vnetGsoType, vnetGsoSize, vnetCsumStart, vnetCsumOffset, vnetCompleteChecksum, vnetWriteNone,
 } from '../wire/vnet'
 import { TSO, tsoSegment } from '../wire/tso'
-import { groEligible, groCanAppend, groFinish, GRO_MAX_IP_LEN } from '../wire/gro'
+import { groEligible, groCanAppend, groFinish, vnetWriteForDelivery, GRO_MAX_IP_LEN } from '../wire/gro'
 import { TCP_OFF_SEQ, TCP_OFF_FLAGS, TCP_PSH } from '../wire/tcp'
 import { Fdb, FdbOptions, LearnResult } from '../switch/fdb'
 import { ArpTable } from '../switch/arp-table'
@@ -115,6 +115,9 @@ export interface DatapathOptions {
   routerMacLo?: number
   /** Monotonic clock in ms (injected for tests). */
   now?: () => number
+  /** Storm control: flooded frames a pod may send per second (0 = unlimited), and the burst allowed. */
+  floodPerSecond?: number
+  floodBurst?: number
 }
 
 /** Default anycast gateway MAC: 02:74:61:70:00:01, locally administered. */
@@ -155,6 +158,9 @@ export class PodPort {
   groSegs = 0
   groNextSeq = 0
   groPsh = false
+  /** Storm control token bucket: flood frames left, and when it was last refilled (ms). */
+  floodTokens = 0
+  floodRefilledAt = 0
   /** Bytes of virtio-net header in front of each frame on this port. */
   readonly vnetLen: number
   constructor(readonly id: number, readonly spec: PodSpec, readonly io: FrameIo) {
@@ -190,6 +196,8 @@ export class Datapath {
   readonly drops = new Float64Array(DROP_COUNT)
   readonly stats = new Float64Array(MAX_PORTS * 4)
   readonly vxlanPort: number
+  floodPerSecond: number
+  floodBurst: number
   arpSuppression: boolean
   learnPeers: boolean
   readonly routerMacHi: number
@@ -227,6 +235,25 @@ export class Datapath {
     this.routerMacHi = opts.routerMacHi ?? ROUTER_MAC_HI
     this.routerMacLo = opts.routerMacLo ?? ROUTER_MAC_LO
     this.now = opts.now ?? (() => performance.now())
+    this.floodPerSecond = opts.floodPerSecond ?? 0
+    this.floodBurst = opts.floodBurst ?? Math.max(1, this.floodPerSecond)
+  }
+
+  /**
+   * Storm control: takes one token from the pod's flood bucket, refilled at
+   * floodPerSecond; false (drop, counted) when the bucket is empty.
+   */
+  private floodAllowed(pod: PodPort, now: number): boolean {
+    const rate = this.floodPerSecond
+    if (rate <= 0) return true
+    const refill = ((now - pod.floodRefilledAt) * rate) / 1000
+    if (refill >= 1) {
+      pod.floodTokens = Math.min(this.floodBurst, pod.floodTokens + refill)
+      pod.floodRefilledAt = now
+    }
+    if (pod.floodTokens < 1) return false
+    pod.floodTokens -= 1
+    return true
   }
 
   // ---- control-plane operations (not per packet) ----
@@ -252,6 +279,8 @@ export class Datapath {
     for (let i = 1; i < MAX_PORTS; i++) if (this.pods[i] === null) { id = i; break }
     if (id < 0) throw new Error(`no free port for pod ${spec.name} (at most ${MAX_PORTS - 1})`)
     const pod = new PodPort(id, spec, io)
+    pod.floodTokens = this.floodBurst
+    pod.floodRefilledAt = this.now()
     this.pods[id] = pod
     this.rebuildNet(net)
     this.fdb.removePort(id)
@@ -394,6 +423,7 @@ export class Datapath {
       void lr
       // Destination.
       if (macIsMulticast(buf, frame + ETH_OFF_DST)) {
+        if (!this.floodAllowed(pod, now)) { this.drops[Drop.Storm]++; continue }
         this.flood(net, pod.id, buf, base, frame, len, vnetLen, gsoType, true)
         continue
       }
@@ -403,6 +433,7 @@ export class Datapath {
       }
       const port = this.fdb.lookup(vni, buf, frame + ETH_OFF_DST, now)
       if (port < 0) {
+        if (!this.floodAllowed(pod, now)) { this.drops[Drop.Storm]++; continue }
         this.flood(net, pod.id, buf, base, frame, len, vnetLen, gsoType, true)
       } else if (isPeerPort(port)) {
         this.toPeer(port - PEER_PORT_BASE, vni, buf, base, frame, len, vnetLen, gsoType)
@@ -693,8 +724,8 @@ export class Datapath {
     if (this.scratchUsed + VNET_HLEN + len > out.length) { this.drops[Drop.QueueFull]++; return }
     const vnet = this.scratchUsed
     this.scratchUsed += VNET_HLEN + len
-    vnetWriteNone(out, vnet)
     out.set(buf.subarray(frame, frame + len), vnet + VNET_HLEN)
+    vnetWriteForDelivery(out, vnet, len)
     this.queuePod(q, vnet, VNET_HLEN + len, true)
   }
 

@@ -15,7 +15,8 @@ import { ETH_HLEN, ETH_OFF_TYPE, ETHERTYPE_IPV4 } from './ethernet'
 import { IPV4_OFF_TOTAL_LEN, IPV4_OFF_FRAG, IPV4_OFF_PROTO, IPV4_OFF_TTL, IPV4_OFF_TOS, IPV4_OFF_CSUM, IPV4_OFF_SRC, PROTO_TCP } from './ipv4'
 import { TCP_OFF_SEQ, TCP_OFF_ACK, TCP_OFF_FLAGS, TCP_OFF_CSUM, TCP_SYN, TCP_RST, TCP_URG, TCP_FIN, TCP_PSH, TCP_ACK, TCP_CWR, TCP_ECE } from './tcp'
 import { csumAdd, csumFinish, csumFold, csumPseudoV4 } from './checksum'
-import { VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_HLEN, vnetWrite, vnetWriteNone } from './vnet'
+import { VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HLEN, vnetWrite, vnetWriteNone } from './vnet'
+import { PROTO_UDP } from './ipv4'
 
 /** Largest IPv4 packet a merge may build. */
 export const GRO_MAX_IP_LEN = 65535
@@ -84,7 +85,7 @@ export function groCanAppend(mb: Uint8Array, m: number, mHdr: number, nextSeq: n
 export function groFinish(out: Uint8Array, vnet: number, frameLen: number, hdrLen: number, mss: number, segments: number, psh: boolean): void {
   const frame = vnet + VNET_HLEN
   if (segments <= 1) {
-    vnetWriteNone(out, vnet)
+    vnetWriteForDelivery(out, vnet, frameLen)
     return
   }
   const ip = frame + ETH_HLEN
@@ -105,4 +106,40 @@ export function groFinish(out: Uint8Array, vnet: number, frameLen: number, hdrLe
   out[tcp + TCP_OFF_CSUM] = pseudo >>> 8
   out[tcp + TCP_OFF_CSUM + 1] = pseudo & 255
   vnetWrite(out, vnet, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, hdrLen, mss, ETH_HLEN + 20, TCP_OFF_CSUM)
+}
+
+/**
+ * Writes the virtio-net header of a single frame from the underlay before it
+ * goes to a pod. Normally "no offload". But a Linux sender whose underlay device
+ * offers checksum offload and does not compute it (a veth: nested containers,
+ * kind) puts VXLAN on the wire with the inner TCP/UDP checksum still partial:
+ * the field holds only the folded pseudo-header sum. Such a frame is handed on
+ * as partial (VNET_F_NEEDS_CSUM) so the pod's kernel accepts it, exactly as the
+ * sender's kernel meant. Only frames whose checksum does not verify and whose
+ * field equals the pseudo-header sum are treated so.
+ */
+export function vnetWriteForDelivery(out: Uint8Array, vnet: number, frameLen: number): void {
+  const frame = vnet + VNET_HLEN
+  vnetWriteNone(out, vnet)
+  if (frameLen < ETH_HLEN + 28 || ((out[frame + ETH_OFF_TYPE] << 8) | out[frame + ETH_OFF_TYPE + 1]) !== ETHERTYPE_IPV4) return
+  const ip = frame + ETH_HLEN
+  if ((out[ip] >>> 4) !== 4) return
+  const ihl = (out[ip] & 15) * 4
+  const proto = out[ip + IPV4_OFF_PROTO]
+  if (proto !== PROTO_TCP && proto !== PROTO_UDP) return
+  if (((out[ip + IPV4_OFF_FRAG] & 0x3f) | out[ip + IPV4_OFF_FRAG + 1]) !== 0) return
+  const tot = (out[ip + IPV4_OFF_TOTAL_LEN] << 8) | out[ip + IPV4_OFF_TOTAL_LEN + 1]
+  if (tot < ihl + 8 || ETH_HLEN + tot > frameLen) return
+  const l4 = ip + ihl
+  const l4len = tot - ihl
+  const field = proto === PROTO_TCP ? TCP_OFF_CSUM : 6
+  if (proto === PROTO_TCP && l4len < 20) return
+  const stored = (out[l4 + field] << 8) | out[l4 + field + 1]
+  if (proto === PROTO_UDP && stored === 0) return // no UDP checksum at all
+  const src = ((out[ip + IPV4_OFF_SRC] << 24) | (out[ip + IPV4_OFF_SRC + 1] << 16) | (out[ip + IPV4_OFF_SRC + 2] << 8) | out[ip + IPV4_OFF_SRC + 3]) >>> 0
+  const dst = ((out[ip + IPV4_OFF_SRC + 4] << 24) | (out[ip + IPV4_OFF_SRC + 5] << 16) | (out[ip + IPV4_OFF_SRC + 6] << 8) | out[ip + IPV4_OFF_SRC + 7]) >>> 0
+  const pseudo = csumPseudoV4(src, dst, proto, l4len)
+  if (stored !== csumFold(pseudo)) return
+  if (csumFold(csumAdd(out, l4, l4len, pseudo)) === 0xffff) return // a complete checksum that happens to match
+  vnetWrite(out, vnet, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, 0, 0, ETH_HLEN + ihl, field)
 }

@@ -9,11 +9,12 @@ import assert from 'node:assert/strict'
 import { Lab, waitFor } from '../harness/lab'
 import { Cluster, hostConfig } from '../harness/overlay'
 import { startCapture, quietPeriod } from '../harness/capture'
+import { apiSocket } from '../harness/fdb'
 
 const NOBODY = '10.244.9.99'
 const WHO_HAS = /Request who-has 10\.244\.9\.99 tell 10\.244\.1\.2/
 
-test('3 hosts: one broadcast ARP request reaches each remote pod exactly once', async (t) => {
+test('3 hosts: one broadcast ARP request reaches each remote pod exactly once', { timeout: 60_000 }, async (t) => {
   const lab = new Lab()
   t.after(() => lab.cleanup())
   const c = new Cluster(lab)
@@ -27,9 +28,9 @@ test('3 hosts: one broadcast ARP request reaches each remote pod exactly once', 
     c1: { ns: c.podNs('c1'), ip: '10.244.3.2', mac: '02:00:0a:f4:03:02' },
   }
   const pod = (n: keyof typeof pods) => [{ name: n, network: 'blue', netns: pods[n].ns, ip: `${pods[n].ip}/16`, mac: pods[n].mac }]
-  await c.startAgent(a, hostConfig(a, c.hosts, nets, pod('a1')))
-  await c.startAgent(b, hostConfig(b, c.hosts, nets, pod('b1')))
-  await c.startAgent(h3, hostConfig(h3, c.hosts, nets, pod('c1')))
+  await c.startAgent(a, hostConfig(a, c.hosts, nets, pod('a1'), { api: { socket: apiSocket(c.dir, a.name) } }))
+  await c.startAgent(b, hostConfig(b, c.hosts, nets, pod('b1'), { api: { socket: apiSocket(c.dir, b.name) } }))
+  await c.startAgent(h3, hostConfig(h3, c.hosts, nets, pod('c1'), { api: { socket: apiSocket(c.dir, h3.name) } }))
 
   // One ARP request per failed resolution (the kernel default is 3, a second apart).
   lab.exec(pods.a1.ns, ['sysctl', '-qw', 'net.ipv4.neigh.eth0.mcast_solicit=1'])

@@ -9,11 +9,12 @@ import assert from 'node:assert/strict'
 import { Lab, parsePing } from '../harness/lab'
 import { Cluster, hostConfig } from '../harness/overlay'
 import { startCapture, quietPeriod } from '../harness/capture'
+import { apiSocket } from '../harness/fdb'
 
 const BLUE_SIZE = 1234 // ICMP length 1242 in tcpdump's output
 const RED_SIZE = 1111 // ICMP length 1119
 
-test('2 networks, same subnet and pod IPs: each reaches only its own VNI', async (t) => {
+test('2 networks, same subnet and pod IPs: each reaches only its own VNI', { timeout: 60_000 }, async (t) => {
   const lab = new Lab()
   t.after(() => lab.cleanup())
   const c = new Cluster(lab)
@@ -31,8 +32,8 @@ test('2 networks, same subnet and pod IPs: each reaches only its own VNI', async
   }
   type PodName = keyof typeof pods
   const podCfg = (names: PodName[]) => names.map((n) => ({ name: n, network: pods[n].net, netns: pods[n].ns, ip: `${pods[n].ip}/16`, mac: pods[n].mac }))
-  await c.startAgent(a, hostConfig(a, c.hosts, nets, podCfg(['blue-a', 'red-a'])))
-  await c.startAgent(b, hostConfig(b, c.hosts, nets, podCfg(['blue-b', 'red-b'])))
+  await c.startAgent(a, hostConfig(a, c.hosts, nets, podCfg(['blue-a', 'red-a']), { api: { socket: apiSocket(c.dir, a.name) } }))
+  await c.startAgent(b, hostConfig(b, c.hosts, nets, podCfg(['blue-b', 'red-b']), { api: { socket: apiSocket(c.dir, b.name) } }))
 
   // Everything each pod receives, with MAC addresses.
   const caps = Object.fromEntries(await Promise.all((Object.keys(pods) as PodName[]).map(

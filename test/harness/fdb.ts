@@ -34,3 +34,11 @@ export async function fdbShow(lab: Lab, hostNs: string, socket: string): Promise
 export function fdbFind(entries: FdbEntry[], vni: number, mac: string): FdbEntry | undefined {
   return entries.find((e) => e.vni === vni && e.mac.toLowerCase() === mac.toLowerCase())
 }
+
+/**
+ * A per-run API socket for a host, under the cluster's temp dir: the default
+ * (/run/tapestry/<node>.sock) is shared by every run that names a node the same.
+ */
+export function apiSocket(dir: string, hostName: string): string {
+  return `${dir}/${hostName}.sock`
+}

@@ -62,6 +62,9 @@ export class Cluster {
 
   /** Starts the agent of a host and waits until it logs that it is ready. */
   async startAgent(host: Host, cfg: Record<string, unknown>): Promise<Proc> {
+    // The API socket goes under this cluster's directory unless the test chose one:
+    // the default /run/tapestry/<node>.sock would be shared with other runs.
+    if (cfg.api === undefined) cfg = { ...cfg, api: { socket: path.join(this.dir, `${host.name}.sock`) } }
     const file = this.writeConfig(host, cfg)
     const p = this.lab.spawn(host.ns, [process.execPath, TAPESTRY_BIN, 'agent', '--config', file])
     this.agents.set(host.name, p)
@@ -87,6 +90,7 @@ export class Cluster {
 
   /** Sends SIGHUP after rewriting the config file, and waits for the agent to log the result. */
   async reload(host: Host, cfg: Record<string, unknown>): Promise<void> {
+    if (cfg.api === undefined) cfg = { ...cfg, api: { socket: path.join(this.dir, `${host.name}.sock`) } }
     const p = this.agents.get(host.name)!
     const before = (p.stdout().match(/"config applied"/g) ?? []).length
     this.writeConfig(host, cfg)
