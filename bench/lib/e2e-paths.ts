@@ -1,0 +1,174 @@
+/**
+ * The three pod-to-pod paths of the end-to-end benchmark, all built in one
+ * Lab (namespaces named tpy<run id><tag>, removed by Lab.cleanup):
+ *
+ *   kernel    pod ka eth0 =veth= br0 + vxlan vx0 (id 42, dstport 4789)  [host kha]
+ *                                   | underlay 192.168.251.0/24, bridge in ns kul
+ *             pod kb eth0 =veth= br0 + vxlan vx0                         [host khb]
+ *   tapestry  pod ta eth0 (TAP) - agent [host ha] - VXLAN over 192.168.250.0/24 (ns ul) - agent [host hb] - pod tb eth0 (TAP)
+ *   veth      ns vpa eth0 ===== veth pair ===== ns vpb eth0              (no overlay: the ceiling)
+ *
+ * Pods have MTU 1450 on every path: Tapestry's default (underlay 1500 - 50
+ * bytes of VXLAN), the kernel vxlan device's own default on a 1500 underlay,
+ * and set explicitly on the veth pair so each path carries the same segment
+ * sizes. Each host's underlay is a veth into a bridge namespace, as in the
+ * e2e tests (test/harness/overlay.ts).
+ */
+import * as fs from 'node:fs'
+import { Lab, Proc, parsePing } from '../../test/harness/lab'
+import { Cluster, hostConfig } from '../../test/harness/overlay'
+import { Endpoints } from './e2e-loads'
+
+export type PathId = 'kernel' | 'tapestry' | 'veth'
+
+export interface BenchPath {
+  id: PathId
+  /** Short name for tables. */
+  label: string
+  description: string
+  ep: Endpoints
+  /**
+   * Processes that forward the traffic in userspace (the Tapestry agents);
+   * their CPU time is the dataplane's. Empty for the kernel paths.
+   */
+  dataplanePids: number[]
+  /**
+   * Address of a service (virtual IP) in front of the server pod, once the
+   * path has services; the "requests/s via service VIP" figure is measured
+   * only when it is set. Nothing sets it yet: services are not implemented.
+   */
+  serviceVip?: string
+  /** What was checked while building it (MTUs, pids, device details); saved in the JSON. */
+  details: Record<string, unknown>
+}
+
+export const PATH_ORDER: PathId[] = ['kernel', 'tapestry', 'veth']
+const VNI = 42
+const VXLAN_PORT = 4789
+export const POD_MTU = 1450
+
+function linkMtu(lab: Lab, ns: string, dev: string): number {
+  const m = / mtu (\d+)/.exec(lab.exec(ns, ['ip', '-o', 'link', 'show', 'dev', dev]))
+  if (!m) throw new Error(`no MTU for ${dev} in ${ns}`)
+  return Number(m[1])
+}
+
+function expectMtu(lab: Lab, ns: string, dev: string, what: string): number {
+  const mtu = linkMtu(lab, ns, dev)
+  if (mtu !== POD_MTU) throw new Error(`${what}: ${dev} has MTU ${mtu}, expected ${POD_MTU}`)
+  return mtu
+}
+
+/** Pings both ways until answered: checks the path works and fills ARP caches and FDBs before anything is measured. */
+async function warmUp(lab: Lab, a: { ns: string; ip: string }, b: { ns: string; ip: string }, what: string): Promise<void> {
+  for (const [from, to] of [[a, b], [b, a]]) {
+    const r = await lab.execAsync(from.ns, ['ping', '-n', '-c', '3', '-i', '0.05', '-W', '2', to.ip], 15_000)
+    const s = parsePing(r.stdout)
+    if (s.received === 0) throw new Error(`${what}: ${from.ip} cannot reach ${to.ip}: ${r.stdout}${r.stderr}`)
+  }
+}
+
+// ---- kernel: Linux bridge + vxlan device per host
+
+export async function buildKernel(lab: Lab): Promise<BenchPath> {
+  const ulNs = lab.netns('kul')
+  lab.bridge(ulNs, 'br0')
+  const hosts = [
+    { tag: 'kha', ip: '192.168.251.1', pod: { tag: 'ka', ip: '10.245.1.2' } },
+    { tag: 'khb', ip: '192.168.251.2', pod: { tag: 'kb', ip: '10.245.2.2' } },
+  ].map((h) => ({ ...h, ns: lab.netns(h.tag), podNs: lab.netns(h.pod.tag) }))
+  for (const h of hosts) {
+    lab.veth(h.ns, 'ul0', ulNs, `p${h.tag}`, `${h.ip}/24`)
+    lab.exec(ulNs, ['ip', 'link', 'set', `p${h.tag}`, 'master', 'br0'])
+  }
+  let vxlanDetails = ''
+  for (const [i, h] of hosts.entries()) {
+    const other = hosts[1 - i]
+    lab.exec(h.ns, ['ip', 'link', 'add', 'vx0', 'type', 'vxlan', 'id', String(VNI), 'dstport', String(VXLAN_PORT),
+      'local', h.ip, 'remote', other.ip, 'dev', 'ul0'])
+    lab.bridge(h.ns, 'br0')
+    lab.exec(h.ns, ['ip', 'link', 'set', 'vx0', 'master', 'br0', 'up'])
+    lab.veth(h.podNs, 'eth0', h.ns, 'vpod', `${h.pod.ip}/16`, undefined, POD_MTU)
+    lab.exec(h.ns, ['ip', 'link', 'set', 'vpod', 'master', 'br0'])
+    expectMtu(lab, h.podNs, 'eth0', 'kernel path')
+    expectMtu(lab, h.ns, 'vx0', 'kernel path') // 1500 underlay - 50
+    if (i === 0) vxlanDetails = lab.exec(h.ns, ['ip', '-d', '-o', 'link', 'show', 'dev', 'vx0']).trim()
+  }
+  const [a, b] = hosts
+  await warmUp(lab, { ns: a.podNs, ip: a.pod.ip }, { ns: b.podNs, ip: b.pod.ip }, 'kernel path')
+  return {
+    id: 'kernel',
+    label: 'kernel vxlan',
+    description: `Linux bridge + kernel vxlan device (id ${VNI}, dstport ${VXLAN_PORT}, remote = the other host, local = own underlay IP) + veth to the pod, on each of 2 hosts`,
+    ep: { clientNs: a.podNs, serverNs: b.podNs, serverIp: b.pod.ip },
+    dataplanePids: [],
+    details: { podMtu: POD_MTU, clientIp: a.pod.ip, serverIp: b.pod.ip, vxlanDevice: vxlanDetails },
+  }
+}
+
+// ---- Tapestry: one agent per host, pods created by the agents
+
+/** The pid to read CPU time from: `ip netns exec` execs its command, so it should be the agent's own. */
+function agentPid(p: Proc): { pid: number; check: string } {
+  const pid = p.child.pid
+  if (!pid) throw new Error('agent has no pid')
+  const cmdline = (q: number): string[] => fs.readFileSync(`/proc/${q}/cmdline`, 'utf8').split('\0').filter(Boolean)
+  const argv = cmdline(pid)
+  const isAgent = (a: string[]): boolean => a.some((x) => x.endsWith('tapestry')) && a.includes('agent')
+  if (isAgent(argv) && !/(^|\/)ip$/.test(argv[0])) {
+    return { pid, check: `pid ${pid} is the agent itself (ip netns exec replaced itself): ${argv.slice(0, 3).join(' ')} ...` }
+  }
+  // Should `ip` ever fork instead of exec, the agent is its child.
+  const children = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
+  const child = children.find((c) => isAgent(cmdline(c)))
+  if (!child) throw new Error(`cannot find the agent process under pid ${pid} (${argv.join(' ')})`)
+  return { pid: child, check: `pid ${pid} is ${argv[0]}; the agent is its child ${child}` }
+}
+
+export async function buildTapestry(lab: Lab): Promise<BenchPath> {
+  const c = new Cluster(lab)
+  const ha = c.addHost('ha', 1)
+  const hb = c.addHost('hb', 2)
+  const nets = [{ name: 'blue', vni: VNI, subnet: '10.244.0.0/16', gateway: '10.244.0.1' }]
+  const pa = { ns: c.podNs('ta'), ip: '10.244.1.2' }
+  const pb = { ns: c.podNs('tb'), ip: '10.244.2.2' }
+  // Default config otherwise (offloads on, pod MTU = 1500 - 50); log level info is what tells us the agent is ready.
+  const agA = await c.startAgent(ha, hostConfig(ha, c.hosts, nets, [{ name: 'ta', network: 'blue', netns: pa.ns, ip: `${pa.ip}/16` }]))
+  const agB = await c.startAgent(hb, hostConfig(hb, c.hosts, nets, [{ name: 'tb', network: 'blue', netns: pb.ns, ip: `${pb.ip}/16` }]))
+  expectMtu(lab, pa.ns, 'eth0', 'tapestry path')
+  expectMtu(lab, pb.ns, 'eth0', 'tapestry path')
+  const pids = [agentPid(agA), agentPid(agB)]
+  await warmUp(lab, pa, pb, 'tapestry path')
+  return {
+    id: 'tapestry',
+    label: 'Tapestry',
+    description: 'one Tapestry agent per host (default config: offloads on, pod MTU 1450), pods are TAPs the agents created, VXLAN id 42 on port 4789',
+    ep: { clientNs: pa.ns, serverNs: pb.ns, serverIp: pb.ip },
+    dataplanePids: pids.map((p) => p.pid),
+    details: { podMtu: POD_MTU, clientIp: pa.ip, serverIp: pb.ip, agentPids: pids },
+  }
+}
+
+// ---- veth: the ceiling
+
+export async function buildVeth(lab: Lab): Promise<BenchPath> {
+  const a = { ns: lab.netns('vpa'), ip: '10.246.0.1' }
+  const b = { ns: lab.netns('vpb'), ip: '10.246.0.2' }
+  lab.veth(a.ns, 'eth0', b.ns, 'eth0', `${a.ip}/24`, `${b.ip}/24`, POD_MTU)
+  expectMtu(lab, a.ns, 'eth0', 'veth path')
+  await warmUp(lab, a, b, 'veth path')
+  return {
+    id: 'veth',
+    label: 'veth (ceiling)',
+    description: 'two namespaces joined by one veth pair (MTU 1450): no bridge, no overlay',
+    ep: { clientNs: a.ns, serverNs: b.ns, serverIp: b.ip },
+    dataplanePids: [],
+    details: { podMtu: POD_MTU, clientIp: a.ip, serverIp: b.ip },
+  }
+}
+
+export const BUILDERS: Record<PathId, (lab: Lab) => Promise<BenchPath>> = {
+  kernel: buildKernel,
+  tapestry: buildTapestry,
+  veth: buildVeth,
+}
