@@ -108,6 +108,8 @@ export class Agent extends EventEmitter {
       },
       arpSuppression: cfg.arpSuppression,
       learnPeers: cfg.learnPeers,
+      floodPerSecond: cfg.storm.floodPerSecond,
+      floodBurst: cfg.storm.burst,
     })
   }
 
@@ -141,6 +143,7 @@ export class Agent extends EventEmitter {
       ['node.podMtu', this.cfg.node.podMtu, next.node.podMtu], ['offloads', this.cfg.offloads, next.offloads],
       ['vxlan.srcPortMin', this.cfg.vxlan.srcPortMin, next.vxlan.srcPortMin], ['vxlan.srcPortMax', this.cfg.vxlan.srcPortMax, next.vxlan.srcPortMax],
       ['api.socket', this.cfg.api.socket, next.api.socket],
+      ['metrics.listen', this.cfg.metrics.listen, next.metrics.listen],
     ]
     const problems = fixed.filter(([, a, b]) => a !== b).map(([k, a, b]) => ({ path: k, message: `${JSON.stringify(b)} differs from the running ${JSON.stringify(a)}: changing it needs an agent restart` }))
     if (problems.length > 0) throw new ConfigError(problems)
@@ -167,6 +170,8 @@ export class Agent extends EventEmitter {
     for (const n of this.cfg.networks) if (!next.networks.some((m) => m.vni === n.vni)) this.datapath.removeNetwork(n.vni)
     this.datapath.arpSuppression = next.arpSuppression
     this.datapath.learnPeers = next.learnPeers
+    this.datapath.floodPerSecond = next.storm.floodPerSecond
+    this.datapath.floodBurst = next.storm.burst
     this.cfg = next
     for (const p of next.pods) {
       if (!this.pods.has(p.name)) {

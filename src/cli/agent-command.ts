@@ -65,6 +65,8 @@ export const agentCommand: Command = {
     const agent = new Agent(cfg, log, readRaw(file), statePath)
     const api = new ApiServer(agent, socketPath)
     let metrics: MetricsServer | null = null
+    // Cluster mode (etcd): loaded only when configured, so a plain agent never loads the gRPC client.
+    let cluster: import('../control/cluster').ClusterStore | null = null
     try {
       await agent.start()
       await api.listen()
@@ -73,10 +75,17 @@ export const agentCommand: Command = {
         metrics = await MetricsServer.start(cfg.metrics.listen, agent)
         log.info({ listen: metrics.address }, 'metrics endpoint open')
       }
+      if (cfg.cluster) {
+        const { ClusterStore } = await import('../control/cluster')
+        // The leased pod blocks are remembered beside the API socket too.
+        cluster = new ClusterStore(agent, cfg.cluster, { statePath: path.join(path.dirname(socketPath), `${cfg.node.name}.cluster.json`) })
+        await cluster.start()
+      }
       log.info({ socket: api.socketPath, pods: agent.podStates().length, peers: agent.datapath.peers.size }, 'agent ready')
     } catch (err) {
       log.error({ err }, 'agent failed to start')
       process.stderr.write(`tapestry agent: ${(err as Error).message}\n`)
+      await cluster?.stop().catch(() => undefined)
       await api.close().catch(() => undefined)
       await agent.stop().catch(() => undefined)
       return 1
@@ -88,14 +97,16 @@ export const agentCommand: Command = {
         stopping = true
         log.info({ signal: sig }, 'stopping')
         // api.close() first ends running captures, so their pcap streams end on whole records.
-        api.close().then(() => metrics?.close()).then(() => agent.stop()).then(() => resolve(0), (err) => { log.error({ err }, 'stop failed'); resolve(1) })
+        // The cluster store goes first: revoking its lease tells the other nodes at once.
+        Promise.resolve(cluster?.stop()).then(() => api.close()).then(() => metrics?.close()).then(() => agent.stop()).then(() => resolve(0), (err) => { log.error({ err }, 'stop failed'); resolve(1) })
       }
       process.on('SIGTERM', () => stop('SIGTERM'))
       process.on('SIGINT', () => stop('SIGINT'))
       process.on('SIGHUP', () => {
         let raw
         try {
-          loadConfigFile(file) // reports YAML and rule problems with line numbers
+          const next = loadConfigFile(file) // reports YAML and rule problems with line numbers
+          if (JSON.stringify(next.cluster) !== JSON.stringify(cfg.cluster)) throw new Error('cluster settings differ from the running ones: changing them needs an agent restart')
           raw = readRaw(file)
         } catch (err) {
           log.error({ file, reason: (err as Error).message }, 'config reload refused; running state unchanged')

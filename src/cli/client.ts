@@ -28,15 +28,43 @@ export function request<T>(socketPath: string, method: string, urlPath: string, 
         resolve(parsed as T)
       })
     })
-    req.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
-        reject(new TapestryError('TAPESTRY_AGENT_UNREACHABLE', `no agent is listening on ${socketPath}: is \`tapestry agent\` running? (use --socket PATH to point elsewhere)`))
-      } else if (err.code === 'EACCES') {
-        reject(new TapestryError('TAPESTRY_AGENT_UNREACHABLE', `permission denied on ${socketPath}: the API socket is root-only`))
-      } else reject(err)
-    })
+    req.on('error', (err: NodeJS.ErrnoException) => reject(connectError(err, socketPath)))
     if (data) req.end(data)
     else req.end()
+  })
+}
+
+/** The sentence for a failure to reach the agent's socket. */
+function connectError(err: NodeJS.ErrnoException, socketPath: string): Error {
+  if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
+    return new TapestryError('TAPESTRY_AGENT_UNREACHABLE', `no agent is listening on ${socketPath}: is \`tapestry agent\` running? (use --socket PATH to point elsewhere)`)
+  }
+  if (err.code === 'EACCES') return new TapestryError('TAPESTRY_AGENT_UNREACHABLE', `permission denied on ${socketPath}: the API socket is root-only`)
+  return err
+}
+
+/**
+ * A request whose 200 answer is a stream (a capture): resolves with the response
+ * to read from, and the request to destroy() to end it early. An error status
+ * rejects with the agent's JSON error.
+ */
+export function openStream(socketPath: string, method: string, urlPath: string, body: unknown): Promise<{ req: http.ClientRequest; res: http.IncomingMessage }> {
+  return new Promise((resolve, reject) => {
+    const data = JSON.stringify(body)
+    // agent: false: a connection of its own, closed with the stream.
+    const req = http.request({ socketPath, method, path: urlPath, agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
+      if (res.statusCode === 200) return resolve({ req, res })
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (c) => { text += c })
+      res.on('end', () => {
+        let e: { code?: string; message?: string } | undefined
+        try { e = (JSON.parse(text) as { error?: { code?: string; message?: string } }).error } catch { /* not JSON */ }
+        reject(new TapestryError(e?.code ?? 'TAPESTRY_API_ERROR', e?.message ?? `HTTP ${res.statusCode}: ${text.slice(0, 200)}`))
+      })
+    })
+    req.on('error', (err: NodeJS.ErrnoException) => reject(connectError(err, socketPath)))
+    req.end(data)
   })
 }
 

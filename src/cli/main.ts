@@ -16,6 +16,10 @@ register('apply', async () => (await import('./change-commands')).applyCommand, 
 register('fdb', async () => (await import('./inspect-commands')).fdbCommand, 'fdb show [--vni N]      show the forwarding database')
 register('peers', async () => (await import('./inspect-commands')).peersCommand, 'peers                   list remote VTEPs')
 register('stats', async () => (await import('./inspect-commands')).statsCommand, 'stats                   counters: frames, bytes, drops by reason')
+register('capture', async () => (await import('./capture-command')).captureCommand, 'capture --pod NAME ...  pcap from inside the dataplane (--pod, --vni, --underlay)')
+register('sniff', async () => (await import('./sniff-command')).sniffCommand, 'sniff [--interface IF]  live VXLAN on the underlay (libpcap), decoded')
+register('cni', async () => (await import('./cni-command')).cniCommand, 'cni install|uninstall   the CNI plugin (podman, containerd) and a network config')
+register('cluster', async () => (await import('./cluster-command')).clusterCommand, 'cluster svc|nodes       services and nodes kept in etcd (cluster mode)')
 
 function help(): string {
   const lines = [...commands.values()].map((c) => `  ${c.summary}`)

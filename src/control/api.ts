@@ -1,17 +1,37 @@
 /**
  * The agent's runtime API: HTTP/1.1 with JSON bodies on a unix socket (mode 0600,
- * root only). The CLI is its client. Read-only views for now: pods, FDB, peers,
- * stats.
+ * root only). The CLI is its client. Besides the JSON endpoints there is one
+ * stream, POST /v1/capture, whose response body is a pcap file.
+ *
+ * POST /v1/capture takes JSON
+ *   { pod: NAME | vni: N | underlay: true,   exactly one
+ *     filter?: EXPR, count?: N, durationS?: S, snaplen?: N, bufferBytes?: N }
+ * and answers 200 with `application/vnd.tcpdump.pcap`, chunked: the file header
+ * at once, then whole records as frames pass (see observe/capture.ts). It ends
+ * after `count` records, after `durationS`, when the client disconnects, or
+ * when the agent stops (close() below ends every capture and waits until its
+ * last bytes are sent), and the trailers x-tapestry-captured,
+ * x-tapestry-dropped and x-tapestry-end say how many records were sent, how
+ * many were lost to a slow reader, and why it ended. Bad parameters answer 400
+ * (unknown pod or VNI 404) with the usual JSON error before any pcap byte.
  */
 import * as http from 'node:http'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { Agent } from '../agent'
+import { ConfigError } from './config'
+import { TapestryError } from '../lib/errors'
 import { DROP_NAMES } from '../datapath/drops'
 import { isPeerPort, PEER_PORT_BASE } from '../overlay/peers'
 import { FdbCounter } from '../switch/fdb'
 import { ipv4Format } from '../wire/addr'
-import { STAT_RX_BYTES, STAT_RX_FRAMES, STAT_TX_BYTES, STAT_TX_FRAMES, UNDERLAY_PORT } from '../datapath/datapath'
+import { CapturePoint, STAT_RX_BYTES, STAT_RX_FRAMES, STAT_TX_BYTES, STAT_TX_FRAMES, UNDERLAY_PORT } from '../datapath/datapath'
+import {
+  CAPTURE_MAX_BUFFER_BYTES, CAPTURE_MIN_BUFFER_BYTES, CaptureEnd, CaptureHub, CaptureOptions, CaptureSession,
+  POD_POINTS, UNDERLAY_POINTS, pointBit,
+} from '../observe/capture'
+import { FilterError, compileFilter } from '../observe/filter'
+import { PCAP_DEFAULT_SNAPLEN } from '../observe/pcap'
 
 export interface FdbRow {
   vni: number
@@ -65,10 +85,147 @@ export function statsView(agent: Agent): Record<string, unknown> {
   }
 }
 
+function podRow(p: ReturnType<Agent['podStates']>[number]): Record<string, unknown> {
+  return {
+    name: p.name, network: p.cfg.network, vni: p.cfg.vni, netns: p.cfg.netns, ifname: p.cfg.ifname,
+    ip: p.cfg.ip, mac: p.cfg.mac, gateway: null, port: p.port, tap: p.tap, containerId: p.containerId, source: p.source,
+  }
+}
+
+/** Reads a JSON request body (at most 4 MiB). */
+function readJson(req: http.IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    let text = ''
+    req.setEncoding('utf8')
+    req.on('data', (c: string) => {
+      text += c
+      if (text.length > 4 << 20) { reject(new TapestryError('TAPESTRY_API_TOO_LARGE', 'request body over 4 MiB')); req.destroy() }
+    })
+    req.on('end', () => {
+      if (text.trim() === '') return resolve({})
+      try { resolve(JSON.parse(text)) } catch { reject(new TapestryError('TAPESTRY_API_BAD_REQUEST', 'the request body is not JSON')) }
+    })
+    req.on('error', reject)
+  })
+}
+
+function sendError(send: (code: number, body: unknown) => void, err: unknown): void {
+  if (err instanceof ConfigError) {
+    return send(400, { error: { code: err.code, message: err.message, problems: err.problems } })
+  }
+  if (err instanceof TapestryError) {
+    const code = err.code === 'TAPESTRY_API_NOT_FOUND' ? 404 : err.code.startsWith('TAPESTRY_API_') ? 400 : 500
+    return send(code, { error: { code: err.code, message: err.message } })
+  }
+  send(500, { error: { code: 'TAPESTRY_API_INTERNAL', message: String((err as Error)?.message ?? err) } })
+}
+
+function str(body: Record<string, unknown>, key: string, required: boolean): string | undefined {
+  const v = body[key]
+  if (v === undefined || v === null) {
+    if (required) throw new ConfigError([{ path: key, message: 'is required' }])
+    return undefined
+  }
+  if (typeof v !== 'string') throw new ConfigError([{ path: key, message: `${JSON.stringify(v)} is not a string` }])
+  return v
+}
+
+/** How long close() waits for running captures to send their last bytes. */
+const CAPTURE_FLUSH_TIMEOUT_MS = 5000
+
+/** A request the API refuses, with its HTTP status. */
+class ApiError extends TapestryError {
+  constructor(readonly status: number, code: string, message: string) {
+    super(code, message)
+  }
+}
+
+export interface CaptureRequest {
+  pod?: string
+  vni?: number
+  underlay?: boolean
+  filter?: string
+  count?: number
+  durationS?: number
+  snaplen?: number
+  bufferBytes?: number
+}
+
+/** Checks a capture request and turns it into session options; throws ApiError. */
+export function captureOptions(agent: Agent, body: unknown): CaptureOptions {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new ApiError(400, 'TAPESTRY_CAPTURE_INVALID', 'the capture request must be a JSON object')
+  }
+  const r = body as Record<string, unknown>
+  const known = ['pod', 'vni', 'underlay', 'filter', 'count', 'durationS', 'snaplen', 'bufferBytes']
+  for (const k of Object.keys(r)) {
+    if (!known.includes(k)) throw new ApiError(400, 'TAPESTRY_CAPTURE_INVALID', `unknown capture parameter ${k} (known: ${known.join(', ')})`)
+  }
+  const int = (k: string, min: number, max: number): number | undefined => {
+    const v = r[k]
+    if (v === undefined) return undefined
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      throw new ApiError(400, 'TAPESTRY_CAPTURE_INVALID', `${k} must be an integer in ${min}..${max} (got ${JSON.stringify(v)})`)
+    }
+    return v
+  }
+  const chosen = ['pod', 'vni', 'underlay'].filter((k) => r[k] !== undefined && r[k] !== false)
+  if (chosen.length !== 1) {
+    throw new ApiError(400, 'TAPESTRY_CAPTURE_INVALID', `say where to capture with exactly one of pod, vni or underlay (got ${chosen.length === 0 ? 'none' : chosen.join(' and ')})`)
+  }
+  const opts: CaptureOptions = { points: 0 }
+  if (r.pod !== undefined) {
+    if (typeof r.pod !== 'string') throw new ApiError(400, 'TAPESTRY_CAPTURE_INVALID', 'pod must be a pod name')
+    const pods = agent.podStates()
+    const p = pods.find((x) => x.name === r.pod)
+    if (!p) throw new ApiError(404, 'TAPESTRY_POD_UNKNOWN', `no pod ${r.pod} on this node (pods: ${pods.map((x) => x.name).join(', ') || 'none'})`)
+    opts.points = POD_POINTS
+    opts.port = p.port
+  } else if (r.vni !== undefined) {
+    const vni = int('vni', 1, 0xffffff) as number
+    if (!agent.datapath.hasNetwork(vni)) {
+      throw new ApiError(404, 'TAPESTRY_VNI_UNKNOWN', `no network with VNI ${vni} on this node (VNIs: ${agent.config.networks.map((n) => n.vni).join(', ') || 'none'})`)
+    }
+    // Every frame that enters the VNI's switch, once: sent by its local pods, or
+    // received from the underlay (the inner frame, VXLAN removed).
+    opts.points = pointBit(CapturePoint.PodRx) | pointBit(CapturePoint.UnderlayRx)
+    opts.vni = vni
+    opts.outerHeaders = false
+  } else {
+    if (r.underlay !== true) throw new ApiError(400, 'TAPESTRY_CAPTURE_INVALID', 'underlay must be true')
+    opts.points = UNDERLAY_POINTS
+    opts.outerHeaders = true
+  }
+  if (r.filter !== undefined) {
+    if (typeof r.filter !== 'string') throw new ApiError(400, 'TAPESTRY_CAPTURE_INVALID', 'filter must be a string')
+    try {
+      opts.filter = compileFilter(r.filter)
+    } catch (err) {
+      if (err instanceof FilterError) throw new ApiError(400, err.code, err.message)
+      throw err
+    }
+  }
+  opts.count = int('count', 0, Number.MAX_SAFE_INTEGER)
+  if (r.durationS !== undefined && (typeof r.durationS !== 'number' || !(r.durationS >= 0) || r.durationS > 7 * 86400)) {
+    throw new ApiError(400, 'TAPESTRY_CAPTURE_INVALID', `durationS must be a number of seconds in 0..604800 (got ${JSON.stringify(r.durationS)})`)
+  }
+  opts.durationS = r.durationS as number | undefined
+  opts.snaplen = int('snaplen', 64, PCAP_DEFAULT_SNAPLEN)
+  opts.bufferBytes = int('bufferBytes', CAPTURE_MIN_BUFFER_BYTES, CAPTURE_MAX_BUFFER_BYTES)
+  return opts
+}
+
 export class ApiServer {
   private server: http.Server | null = null
+  readonly captures: CaptureHub
+  /** Running capture responses; each promise settles when its response is done or its client gone. */
+  private readonly streams = new Set<Promise<void>>()
+  /** Set by close(): no new capture starts. */
+  private stopping = false
 
-  constructor(readonly agent: Agent, readonly socketPath: string) {}
+  constructor(readonly agent: Agent, readonly socketPath: string) {
+    this.captures = new CaptureHub(agent.datapath, agent.config.node.underlayAddr)
+  }
 
   async listen(): Promise<void> {
     fs.mkdirSync(path.dirname(this.socketPath), { recursive: true, mode: 0o700 })
@@ -83,18 +240,72 @@ export class ApiServer {
     this.server = server
   }
 
+  /**
+   * Ends every capture (each stream gets its last whole records and its end),
+   * waits until they are sent (at most CAPTURE_FLUSH_TIMEOUT_MS), then closes.
+   */
   async close(): Promise<void> {
+    this.stopping = true
+    this.captures.stopAll('shutdown')
+    if (this.streams.size > 0) {
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([
+        Promise.all(this.streams),
+        new Promise<void>((r) => { timer = setTimeout(r, CAPTURE_FLUSH_TIMEOUT_MS) }),
+      ])
+      clearTimeout(timer)
+    }
     const s = this.server
     this.server = null
-    if (s) await new Promise<void>((r) => s.close(() => r()))
+    if (s) {
+      s.closeIdleConnections()
+      // A capture client that stopped reading must not hold the agent's stop up.
+      if (this.streams.size > 0) s.closeAllConnections()
+      await new Promise<void>((r) => s.close(() => r()))
+    }
     try { fs.unlinkSync(this.socketPath) } catch { /* already gone */ }
+  }
+
+  private async handleWrite(method: string, url: URL, body: unknown, send: (code: number, body: unknown) => void): Promise<void> {
+    const b = (body !== null && typeof body === 'object' ? body : {}) as Record<string, unknown>
+    if (method === 'POST' && url.pathname === '/v1/pods') {
+      const ps = b.portSecurity
+      if (ps !== undefined && typeof ps !== 'boolean') throw new ConfigError([{ path: 'portSecurity', message: `${JSON.stringify(ps)} is not a boolean` }])
+      const pod = await this.agent.addDynamicPod({
+        name: str(b, 'name', true)!, netns: str(b, 'netns', true)!, ip: str(b, 'ip', false), network: str(b, 'network', false),
+        mac: str(b, 'mac', false), ifname: str(b, 'ifname', false), containerId: str(b, 'containerId', false),
+        portSecurity: ps as boolean | undefined,
+      })
+      const row = this.agent.podStates().find((p) => p.name === pod.name)
+      const net = this.agent.config.networks[pod.networkIndex]
+      return send(201, { ...(row ? podRow(row) : {}), gateway: net.gateway, mtu: this.agent.config.node.podMtu })
+    }
+    const m = /^\/v1\/pods\/([^/]+)$/.exec(url.pathname)
+    if (method === 'DELETE' && m) {
+      return send(200, { deleted: await this.agent.delDynamicPod(decodeURIComponent(m[1])) })
+    }
+    if (method === 'POST' && url.pathname === '/v1/apply') {
+      const cfg = b.config
+      if (cfg === null || typeof cfg !== 'object') throw new ConfigError([{ path: 'config', message: 'is required (the whole config as an object)' }])
+      return send(200, await this.agent.applyFile(cfg as Record<string, unknown>))
+    }
+    throw new TapestryError('TAPESTRY_API_NOT_FOUND', `no such endpoint: ${method} ${url.pathname}`)
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://agent')
     const send = (code: number, body: unknown): void => {
+      if (res.headersSent) return
       res.writeHead(code, { 'content-type': 'application/json' })
       res.end(JSON.stringify(body))
+    }
+    if (req.method === 'POST' && url.pathname === '/v1/capture') {
+      readJson(req).then((body) => this.startCapture(body, res), (err) => this.fail(res, err))
+      return
+    }
+    if (req.method === 'POST' || req.method === 'DELETE' || req.method === 'PUT') {
+      readJson(req).then((body) => this.handleWrite(req.method!, url, body, send)).catch((err) => sendError(send, err))
+      return
     }
     try {
       if (req.method === 'GET' && url.pathname === '/v1/fdb') {
@@ -102,10 +313,7 @@ export class ApiServer {
         return send(200, fdbRows(this.agent, v === null ? undefined : Number(v)))
       }
       if (req.method === 'GET' && url.pathname === '/v1/pods') {
-        return send(200, this.agent.podStates().map((p) => ({
-          name: p.name, network: p.cfg.network, vni: p.cfg.vni, netns: p.cfg.netns, ifname: p.cfg.ifname,
-          ip: p.cfg.ip, mac: p.cfg.mac, port: p.port, tap: p.tap,
-        })))
+        return send(200, this.agent.podStates().map(podRow))
       }
       if (req.method === 'GET' && url.pathname === '/v1/peers') {
         const dp = this.agent.datapath
@@ -114,7 +322,61 @@ export class ApiServer {
       if (req.method === 'GET' && url.pathname === '/v1/stats') return send(200, statsView(this.agent))
       send(404, { error: { code: 'TAPESTRY_API_NOT_FOUND', message: `no such endpoint: ${req.method} ${url.pathname}` } })
     } catch (err) {
-      send(500, { error: { code: 'TAPESTRY_API_INTERNAL', message: String((err as Error).message) } })
+      sendError(send, err)
     }
+  }
+
+  /** A capture request refused before its stream started (ApiError carries its status). */
+  private fail(res: http.ServerResponse, err: unknown): void {
+    if (res.headersSent) { res.destroy(); return }
+    if (!(err instanceof ApiError)) {
+      sendError((code, body) => { res.writeHead(code, { 'content-type': 'application/json' }); res.end(JSON.stringify(body)) }, err)
+      return
+    }
+    res.writeHead(err.status, { 'content-type': 'application/json' })
+    res.end(JSON.stringify({ error: { code: err.code, message: err.message } }))
+  }
+
+  /** Streams a capture as the response body (see the top of this file). */
+  private startCapture(body: unknown, res: http.ServerResponse): void {
+    if (this.stopping) return this.fail(res, new ApiError(503, 'TAPESTRY_API_STOPPING', 'the agent is stopping'))
+    let opts: CaptureOptions
+    try {
+      opts = captureOptions(this.agent, body)
+    } catch (err) {
+      return this.fail(res, err)
+    }
+    const log = this.agent.log
+    const what = body as CaptureRequest
+    res.writeHead(200, {
+      'content-type': 'application/vnd.tcpdump.pcap',
+      'x-tapestry-vxlan-port': String(this.agent.config.node.vxlanPort),
+      trailer: 'x-tapestry-captured, x-tapestry-dropped, x-tapestry-end',
+    })
+    let session: CaptureSession | null = null
+    let settle = (): void => undefined
+    const done = new Promise<void>((r) => { settle = r })
+    this.streams.add(done)
+    const ended = (reason: CaptureEnd): void => {
+      const s = session
+      log.info({ pod: what.pod, vni: what.vni, underlay: what.underlay, filter: what.filter, captured: s?.captured, dropped: s?.dropped, reason }, 'capture ended')
+    }
+    session = this.captures.start(opts, {
+      write: (chunk) => res.write(chunk),
+      end: (reason) => {
+        res.addTrailers({ 'x-tapestry-captured': String(session?.captured ?? 0), 'x-tapestry-dropped': String(session?.dropped ?? 0), 'x-tapestry-end': reason })
+        res.end()
+        ended(reason)
+      },
+    })
+    log.info({ pod: what.pod, vni: what.vni, underlay: what.underlay, filter: what.filter, count: what.count, durationS: what.durationS }, 'capture started')
+    const s = session
+    res.on('drain', () => s.resume())
+    res.on('close', () => {
+      // The client went away before the capture ended: stop copying frames.
+      if (s.running) { s.abort(); ended('closed') }
+      this.streams.delete(done)
+      settle()
+    })
   }
 }

@@ -190,8 +190,31 @@ const podsValid: Rule = ({ networks, pods = [] }, ctx, report) => {
   })
 }
 
+/**
+ * Cluster mode leases each node a block of every network's subnet: the block
+ * must be smaller than the subnet, or one node would take it all.
+ */
+const clusterBlocksFit: Rule = ({ cluster, networks = [] }, _ctx, report) => {
+  if (!cluster) return
+  if (cluster.blockPrefix !== undefined) {
+    networks.forEach((n) => {
+      if (!n?.subnet || n.name === undefined) return
+      if (cluster.blockPrefix! <= n.subnet.prefix) {
+        report(['cluster', 'blockPrefix'], `/${cluster.blockPrefix} blocks do not split network ${n.name}'s subnet ${n.subnet.text}: use a prefix longer than /${n.subnet.prefix}`)
+      }
+    })
+  }
+  const seen = new Map<string, number>()
+  cluster.etcd?.forEach((e, i) => {
+    if (e === undefined) return
+    const first = seen.get(e)
+    if (first === undefined) seen.set(e, i)
+    else report(['cluster', 'etcd', i], `${e} is already listed as cluster.etcd[${first}]`)
+  })
+}
+
 /** Every rule, in the order its problems are listed. A new section's rules go here. */
-const RULES: Rule[] = [podMtuFitsUnderlay, srcPortRangeOrdered, networksDistinct, gatewayInSubnet, podRangeInSubnet, peersDistinct, podsValid]
+const RULES: Rule[] = [podMtuFitsUnderlay, srcPortRangeOrdered, networksDistinct, gatewayInSubnet, podRangeInSubnet, peersDistinct, clusterBlocksFit, podsValid]
 
 export function checkRules(cfg: Salvaged<RawConfig>, ctx: RuleContext): PathProblem[] {
   const problems: PathProblem[] = []

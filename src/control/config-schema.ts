@@ -229,6 +229,53 @@ export const metricsSchema = z.strictObject({
     .default(METRICS_DEFAULT_LISTEN),
 }, { error: notA('a mapping') })
 
+/** Storm control: flooded frames (broadcast, multicast, unknown unicast) a pod may send. */
+export const stormSchema = z.strictObject({
+  floodPerSecond: z.number({ error: notA('a non-negative integer (0 = unlimited)') }).int({ error: notA('a non-negative integer (0 = unlimited)') })
+    .min(0, { error: notA('a non-negative integer (0 = unlimited)') }).default(2000),
+  burst: z.number({ error: notA('a positive integer') }).int({ error: notA('a positive integer') })
+    .min(1, { error: notA('a positive integer') }).default(2000),
+}, { error: notA('a mapping') })
+
+/** etcd's client port (IANA), used when an endpoint URL names none. */
+export const ETCD_DEFAULT_PORT = 2379
+export const CLUSTER_DEFAULT_PREFIX = '/tapestry'
+export const CLUSTER_DEFAULT_LEASE_TTL_S = 10
+/** Like flannel's default SubnetLen: a /24 of the network's subnet per node. */
+export const CLUSTER_DEFAULT_BLOCK_PREFIX = 24
+
+/** An etcd client endpoint: http(s)://HOST[:PORT], nothing after the authority. Normalized with the port. */
+export const etcdEndpointField = z.string({ error: notA('an etcd endpoint URL') }).transform((s, ctx): string => {
+  let u: URL
+  try {
+    u = new URL(s)
+  } catch {
+    return reject(ctx, s, `${showText(s)} is not a URL (use http://HOST:PORT, as http://192.168.250.100:2379)`)
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return reject(ctx, s, `${showText(s)} is not an http:// or https:// URL`)
+  if (!u.hostname) return reject(ctx, s, `${showText(s)} names no host`)
+  if ((u.pathname !== '/' && u.pathname !== '') || u.search || u.hash || u.username || u.password) {
+    return reject(ctx, s, `${showText(s)} has more than http(s)://HOST:PORT (no path, query or user)`)
+  }
+  return `${u.protocol}//${u.hostname}:${u.port || ETCD_DEFAULT_PORT}`
+})
+
+/** Key prefix in etcd: '/' then segments of letters, digits, '.', '_', '-'; no trailing '/'. */
+const etcdPrefixField = z.string({ error: notA('a key prefix') }).refine((s) => /^(\/[A-Za-z0-9._-]+)+$/.test(s), {
+  error: (iss) => `${showValue(iss.input)} is not a key prefix: use /NAME[/NAME...] with letters, digits, '.', '_' or '-', without a trailing '/'`,
+})
+
+/** Cluster mode: nodes, pod blocks, pods and services kept in etcd (see control/cluster.ts). */
+export const clusterSchema = z.strictObject({
+  etcd: z.array(etcdEndpointField, { error: notA('a list of etcd endpoint URLs') })
+    .min(1, { error: 'needs at least one etcd endpoint URL' }),
+  prefix: etcdPrefixField.default(CLUSTER_DEFAULT_PREFIX),
+  /** Seconds the node's registration outlives its agent; etcd's own minimum is about 2. */
+  leaseTTL: intIn(2, 3600).default(CLUSTER_DEFAULT_LEASE_TTL_S),
+  /** Prefix length of the block of each network's subnet a node leases for its pods. */
+  blockPrefix: intIn(2, 30).default(CLUSTER_DEFAULT_BLOCK_PREFIX),
+}, { error: notA('a mapping') })
+
 /** The whole file. Sections are in the order the README documents them. */
 export const configSchema = z.strictObject({
   node: nodeSchema,
@@ -238,10 +285,12 @@ export const configSchema = z.strictObject({
   arpSuppression: bool.default(true),
   vxlan: vxlanSchema.prefault({}),
   fdb: fdbSchema.prefault({}),
+  storm: stormSchema.prefault({}),
   offloads: bool.default(true),
   log: logSchema.prefault({}),
   api: apiSchema.prefault({}),
   metrics: metricsSchema.prefault({}),
+  cluster: clusterSchema.optional(),
   pods: z.array(podSchema, { error: notA('a list') }).default(() => []),
 }, { error: (iss) => (iss.input === undefined || iss.input === null ? 'is empty (expected a mapping with at least node)' : `${showValue(iss.input)} is not a mapping`) })
 

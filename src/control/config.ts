@@ -30,7 +30,7 @@ export type { ConfigProblem } from './config-error'
 export { derivePodMac } from './pod-mac'
 export { netnsPath } from './config-rules'
 export {
-  FDB_DEFAULT_AGE_S, FDB_DEFAULT_MAX_ENTRIES, LOG_LEVELS, METRICS_DEFAULT_LISTEN, NETNS_RUN_DIR, POD_DEFAULT_IFNAME,
+  CLUSTER_DEFAULT_BLOCK_PREFIX, CLUSTER_DEFAULT_LEASE_TTL_S, CLUSTER_DEFAULT_PREFIX, ETCD_DEFAULT_PORT, FDB_DEFAULT_AGE_S, FDB_DEFAULT_MAX_ENTRIES, LOG_LEVELS, METRICS_DEFAULT_LISTEN, NETNS_RUN_DIR, POD_DEFAULT_IFNAME,
   VNI_MAX, VXLAN_DEFAULT_SRC_PORT_MAX, VXLAN_DEFAULT_SRC_PORT_MIN, VXLAN_IANA_PORT, VXLAN_OVERHEAD_LEN,
 } from './config-schema'
 export type { LogLevel } from './config-schema'
@@ -104,6 +104,12 @@ export interface FdbConfig {
   maxPerPort: number
 }
 
+export interface StormConfig {
+  /** Flooded frames per second per pod; 0 = unlimited. */
+  floodPerSecond: number
+  burst: number
+}
+
 export interface LogConfig {
   level: LogLevel
 }
@@ -118,11 +124,25 @@ export interface Config {
   arpSuppression: boolean
   vxlan: VxlanConfig
   fdb: FdbConfig
+  storm: StormConfig
   offloads: boolean
   log: LogConfig
   api: ApiConfig
   metrics: MetricsConfig
+  /** Cluster mode (etcd), or null when peers come from the config alone. */
+  cluster: ClusterConfig | null
   pods: PodConfig[]
+}
+
+export interface ClusterConfig {
+  /** etcd client endpoints, normalized to http(s)://HOST:PORT. */
+  etcd: string[]
+  /** Key prefix, as `/tapestry` (no trailing '/'). */
+  prefix: string
+  /** Seconds the node's registration outlives a dead agent. */
+  leaseTTL: number
+  /** Prefix length of the block of each network's subnet this node leases. */
+  blockPrefix: number
 }
 
 export interface MetricsConfig {
@@ -232,10 +252,12 @@ function normalize(raw: RawConfig): Config {
     arpSuppression: raw.arpSuppression,
     vxlan: { ...raw.vxlan },
     fdb: { ...raw.fdb },
+    storm: { ...raw.storm },
     offloads: raw.offloads,
     log: { ...raw.log },
     api: { socket: raw.api.socket ?? `/run/tapestry/${raw.node.name}.sock` },
     metrics: { listen: raw.metrics.listen },
+    cluster: raw.cluster ? { etcd: [...raw.cluster.etcd], prefix: raw.cluster.prefix, leaseTTL: raw.cluster.leaseTTL, blockPrefix: raw.cluster.blockPrefix } : null,
     pods: raw.pods.map((p) => {
       const index = networkIndex.get(p.network)
       // checkRules reported any unknown network, so this cannot happen.

@@ -31,6 +31,14 @@
  *   frame of a loop, so hooks change only from timers and I/O callbacks.
  * - With no capture running, datapath.capture is null and the datapath's cost is
  *   one field comparison per frame (see CaptureHub).
+ *
+ * Cost, measured with bench/lib/micro-cases' "datapath pod batch -> VXLAN" case
+ * (64 x 1400 B frames a batch, a setImmediate between batches as the drain
+ * needs; medians of 5, one core of the dev VM, Node 20): no capture 132-137 ns
+ * a frame, the same before and after a capture ran (no lasting deopt); a
+ * capture attached that rejects every frame (another pod) +18 ns; capturing
+ * every underlay datagram (copy into the ring, outer headers, the drain's copy)
+ * +520 ns.
  */
 import { CaptureHook, CapturePoint } from '../datapath/datapath'
 import { SLOT_SUPER } from '../lib/batch'

@@ -36,9 +36,12 @@ test('a config with only required keys normalizes with every default', () => {
     arpSuppression: true,
     vxlan: { srcPortMin: 32768, srcPortMax: 61000 },
     fdb: { ageSeconds: 300, maxEntries: 1048576, maxPerVni: 0, maxPerPort: 0 },
+    storm: { floodPerSecond: 2000, burst: 2000 },
     offloads: true,
     log: { level: 'info' },
     api: { socket: '/run/tapestry/host-a.sock' },
+    metrics: { listen: '127.0.0.1:9464' },
+    cluster: null,
     pods: [
       {
         name: 'web-1', network: 'blue', networkIndex: 0, vni: 42, netns: 'pA', netnsPath: '/var/run/netns/pA',
