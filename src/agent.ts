@@ -17,9 +17,11 @@ import { TapPort } from './ports/tap'
 import { UdpPort } from './ports/udp'
 import { NativeError } from './ports/native'
 import { setupPodInterface, configurePodInterface, linkKind } from './ports/netdev'
-import { ipv4Format } from './wire/addr'
+import { ipv4Format, ipv4Parse } from './wire/addr'
 import { Logger } from './observe/log'
 import { TapestryError } from './lib/errors'
+import { ServiceSpec, ServiceError, validateService, serviceKey } from './service/service-model'
+import { DnsResponder } from './service/dns'
 
 /** Number of transmit sockets; a flow's hash picks one, and so its UDP source port. */
 export const TX_POOL_SIZE = 4
@@ -91,6 +93,13 @@ export class Agent extends EventEmitter {
   private clusterPeers = new Set<number>()
   /** Remote pods installed as static entries, by name. */
   private remotePods = new Map<string, RemotePod>()
+  /** Services by source: the API (`svc apply`) and the cluster store; config ones are in cfg.services. */
+  private apiServices = new Map<string, ServiceSpec>()
+  private clusterServices = new Map<string, ServiceSpec>()
+  /** Keys of the services installed in the datapath. */
+  private installedServices = new Set<string>()
+  /** Called with the installed services after every change (DNS). */
+  onServicesChanged: ((list: ServiceSpec[]) => void) | null = null
   /** Pod ranges leased at run time (cluster mode), by network name; they override the config's. */
   private leasedRanges = new Map<string, { addr: number; prefix: number }>()
 
@@ -108,9 +117,20 @@ export class Agent extends EventEmitter {
       },
       arpSuppression: cfg.arpSuppression,
       learnPeers: cfg.learnPeers,
+      conntrack: { maxConnections: cfg.conntrack.maxConnections },
       floodPerSecond: cfg.storm.floodPerSecond,
       floodBurst: cfg.storm.burst,
     })
+    if (cfg.dns) {
+      // Cluster DNS: queries to the DNS IP reach the agent through the gateway and are answered in place.
+      const dns = new DnsResponder({ ip: cfg.dns.ipAddr, clusterDomain: cfg.dns.clusterDomain })
+      const hi = this.datapath.routerMacHi
+      const lo = this.datapath.routerMacLo
+      this.datapath.responder = (buf, frame, l3, len, capacity) => dns.answer(buf, frame, l3, len, capacity, hi, lo)
+      this.onServicesChanged = (list) => {
+        dns.setServices(list.map((sv) => ({ name: sv.name, namespace: sv.namespace ?? 'default', clusterIP: ipv4Parse(sv.clusterIP) })).filter((x) => x.clusterIP > 0))
+      }
+    }
   }
 
   get config(): Config {
@@ -130,6 +150,8 @@ export class Agent extends EventEmitter {
     for (const p of this.cfg.peerAddrs) this.addPeer(p)
     for (const p of this.cfg.pods) await this.addPod(p)
     await this.restoreDynamicPods()
+    this.restoreApiServices()
+    this.syncServices()
     this.sweepTimer = setInterval(() => this.datapath.sweep(), Math.max(100, Math.min(1000, this.cfg.fdb.ageSeconds * 250)))
     this.log.info({ pods: this.pods.size, peers: this.datapath.peers.size, networks: this.cfg.networks.length }, 'dataplane started')
   }
@@ -147,6 +169,7 @@ export class Agent extends EventEmitter {
     ]
     const problems = fixed.filter(([, a, b]) => a !== b).map(([k, a, b]) => ({ path: k, message: `${JSON.stringify(b)} differs from the running ${JSON.stringify(a)}: changing it needs an agent restart` }))
     if (problems.length > 0) throw new ConfigError(problems)
+    this.checkServiceSet(this.effectiveServices(next.services))
     const result = await this.apply(next)
     this.fileRaw = fileRaw
     return result
@@ -168,11 +191,12 @@ export class Agent extends EventEmitter {
     for (const p of this.datapath.peers.list()) if (!nextPeers.has(p) && this.datapath.peers.configured[this.datapath.peers.indexOf(p)] === 1) this.removePeer(p)
     for (const p of next.peerAddrs) this.addPeer(p)
     for (const n of this.cfg.networks) if (!next.networks.some((m) => m.vni === n.vni)) this.datapath.removeNetwork(n.vni)
+    this.cfg = next
+    this.syncServices()
     this.datapath.arpSuppression = next.arpSuppression
     this.datapath.learnPeers = next.learnPeers
     this.datapath.floodPerSecond = next.storm.floodPerSecond
     this.datapath.floodBurst = next.storm.burst
-    this.cfg = next
     for (const p of next.pods) {
       if (!this.pods.has(p.name)) {
         await this.addPod(p)
@@ -240,6 +264,134 @@ export class Agent extends EventEmitter {
     this.pods.delete(name)
     if (forGood) this.emit('pod-removed', name, st.cfg)
     this.log.info({ pod: name, deleted: forGood }, forGood ? 'pod removed' : 'pod detached')
+  }
+
+  // ---- services ----
+
+  /** Every service the agent should run: config, then API, then cluster store (first definition wins). */
+  private effectiveServices(configServices: ServiceSpec[] = this.cfg.services): Map<string, ServiceSpec> {
+    const out = new Map<string, ServiceSpec>()
+    const add = (spec: ServiceSpec): void => {
+      const key = serviceKey(spec.name, spec.namespace ?? 'default')
+      if (!out.has(key)) out.set(key, spec)
+    }
+    for (const s of configServices) add(s)
+    for (const s of this.apiServices.values()) add(s)
+    for (const s of this.clusterServices.values()) add(s)
+    return out
+  }
+
+  /**
+   * Refuses a set of services in which two claim the same VIP, protocol and
+   * port, before anything changes.
+   */
+  private checkServiceSet(set: Map<string, ServiceSpec>): void {
+    const owner = new Map<string, string>()
+    const issues: { path: string; message: string }[] = []
+    for (const [key, spec] of set) {
+      const v = validateService(spec)
+      if (v.vip === 0) continue
+      for (const p of v.ports) {
+        const k = `${v.vip}/${p.proto}/${p.port}`
+        const other = owner.get(k)
+        if (other !== undefined && other !== key) issues.push({ path: key, message: `${v.clusterIP}:${p.port} is already served by ${other}` })
+        else owner.set(k, key)
+      }
+    }
+    if (issues.length > 0) throw new ConfigError(issues)
+  }
+
+  /** Makes the datapath's service table match effectiveServices(): only differences change. */
+  private syncServices(): void {
+    const want = this.effectiveServices()
+    const table = this.datapath.services
+    for (const key of this.installedServices) {
+      if (!want.has(key)) {
+        const [ns, name] = key.split('/')
+        table.remove(name, ns)
+        this.installedServices.delete(key)
+        this.log.info({ service: key }, 'service removed')
+      }
+    }
+    for (const [key, spec] of want) {
+      try {
+        const r = table.upsert(spec)
+        if (!this.installedServices.has(key)) this.log.info({ service: key, clusterIP: spec.clusterIP, endpoints: spec.endpoints.length }, 'service added')
+        else if ((r as { changed?: boolean }).changed !== false) this.log.debug({ service: key }, 'service updated')
+        this.installedServices.add(key)
+      } catch (err) {
+        this.log.error({ service: key, reason: (err as Error).message }, 'service not installed')
+      }
+    }
+    this.onServicesChanged?.([...want.values()])
+  }
+
+  /** Adds or replaces services from the API (all or nothing). */
+  applyServices(specs: ServiceSpec[]): { applied: string[] } {
+    const problems: { path: string; message: string }[] = []
+    const keys: string[] = []
+    specs.forEach((spec, i) => {
+      try {
+        const v = validateService(spec)
+        keys.push(v.key)
+      } catch (err) {
+        if (err instanceof ServiceError) for (const m of err.issues) problems.push({ path: `services[${i}]`, message: m })
+        else throw err
+      }
+    })
+    if (problems.length > 0) throw new ConfigError(problems)
+    const next = new Map(this.apiServices)
+    specs.forEach((spec, i) => next.set(keys[i], { ...spec, namespace: spec.namespace ?? 'default' }))
+    const saved = this.apiServices
+    this.apiServices = next
+    try {
+      this.checkServiceSet(this.effectiveServices())
+    } catch (err) {
+      this.apiServices = saved
+      throw err
+    }
+    this.syncServices()
+    this.saveDynamicPods()
+    return { applied: keys }
+  }
+
+  /** Deletes a service added over the API; false when there was none. */
+  deleteService(name: string, namespace = 'default'): boolean {
+    const key = serviceKey(name, namespace)
+    if (!this.apiServices.delete(key)) {
+      if (this.cfg.services.some((s) => serviceKey(s.name, s.namespace ?? 'default') === key)) {
+        throw new ConfigError([{ path: key, message: 'comes from the config file: remove it there and reload' }])
+      }
+      return false
+    }
+    this.syncServices()
+    this.saveDynamicPods()
+    return true
+  }
+
+  /** Services from the cluster store (replaces the previous set from there). */
+  applyClusterServices(list: unknown[]): void {
+    const next = new Map<string, ServiceSpec>()
+    for (const item of list) {
+      try {
+        const v = validateService(item as ServiceSpec)
+        next.set(v.key, item as ServiceSpec)
+      } catch (err) {
+        this.log.warn({ reason: (err as Error).message }, 'cluster service ignored')
+      }
+    }
+    this.clusterServices = next
+    this.syncServices()
+  }
+
+  private restoreApiServices(): void {
+    if (!this.statePath || !fs.existsSync(this.statePath)) return
+    try {
+      const saved = (JSON.parse(fs.readFileSync(this.statePath, 'utf8')) as { services?: ServiceSpec[] }).services ?? []
+      for (const s of saved) this.apiServices.set(serviceKey(s.name, s.namespace ?? 'default'), s)
+    } catch {
+      /* reported by restoreDynamicPods */
+    }
   }
 
   // ---- cluster store hooks ----
@@ -371,7 +523,7 @@ export class Agent extends EventEmitter {
     if (!this.statePath) return
     fs.mkdirSync(path.dirname(this.statePath), { recursive: true, mode: 0o700 })
     const tmp = `${this.statePath}.tmp`
-    fs.writeFileSync(tmp, JSON.stringify({ pods: this.dynamic }, null, 2), { mode: 0o600 })
+    fs.writeFileSync(tmp, JSON.stringify({ pods: this.dynamic, services: [...this.apiServices.values()] }, null, 2), { mode: 0o600 })
     fs.renameSync(tmp, this.statePath)
   }
 

@@ -12,6 +12,8 @@ export const VERSION: string = JSON.parse(fs.readFileSync(path.join(__dirname, '
 
 register('agent', async () => (await import('./agent-command')).agentCommand, 'agent --config FILE     run the per-host agent (pods, switch, VXLAN)')
 register('pod', async () => (await import('./inspect-commands')).podCommand, 'pod list|add|del        list, add or delete pods')
+register('svc', async () => (await import('./change-commands')).svcCommand, 'svc list|apply|del        services (VIPs) and their endpoints')
+register('conntrack', async () => (await import('./change-commands')).conntrackCommand, 'conntrack list|flush     connections through service VIPs')
 register('apply', async () => (await import('./change-commands')).applyCommand, 'apply -f FILE           apply a whole config: only the differences change')
 register('fdb', async () => (await import('./inspect-commands')).fdbCommand, 'fdb show [--vni N]      show the forwarding database')
 register('peers', async () => (await import('./inspect-commands')).peersCommand, 'peers                   list remote VTEPs')

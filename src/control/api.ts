@@ -22,6 +22,8 @@ import { Agent } from '../agent'
 import { ConfigError } from './config'
 import { TapestryError } from '../lib/errors'
 import { DROP_NAMES } from '../datapath/drops'
+import { SERVICE_DROP_NAMES, SERVICE_STAT_NAMES } from '../service/service-path'
+import { CT_COUNTER_NAMES } from '../service/conntrack'
 import { isPeerPort, PEER_PORT_BASE } from '../overlay/peers'
 import { FdbCounter } from '../switch/fdb'
 import { ipv4Format } from '../wire/addr'
@@ -80,6 +82,12 @@ export function statsView(agent: Agent): Record<string, unknown> {
       limitDrops: c[FdbCounter.LimitTable] + c[FdbCounter.LimitVni] + c[FdbCounter.LimitPort],
     },
     arp: { entries: dp.arp.size, answered: dp.arpAnswered },
+    services: {
+      count: dp.services.list().length,
+      drops: Object.fromEntries(SERVICE_DROP_NAMES.map((n, i) => [n, dp.servicePath.drops[i]])),
+      events: Object.fromEntries(SERVICE_STAT_NAMES.map((n, i) => [n, dp.servicePath.stats[i]])),
+    },
+    conntrack: Object.fromEntries(CT_COUNTER_NAMES.map((n, i) => [n, dp.conntrack.counters[i]])),
     batches: dp.batches,
     meanBatch: dp.batches > 0 ? dp.batchFrames / dp.batches : 0,
   }
@@ -284,6 +292,21 @@ export class ApiServer {
     if (method === 'DELETE' && m) {
       return send(200, { deleted: await this.agent.delDynamicPod(decodeURIComponent(m[1])) })
     }
+    if (method === 'POST' && url.pathname === '/v1/services') {
+      const list = b.services
+      if (!Array.isArray(list)) throw new ConfigError([{ path: 'services', message: 'is required (a list of services)' }])
+      return send(200, this.agent.applyServices(list))
+    }
+    const sm = /^\/v1\/services\/([^/]+)\/([^/]+)$/.exec(url.pathname)
+    if (method === 'DELETE' && sm) {
+      return send(200, { deleted: this.agent.deleteService(decodeURIComponent(sm[2]), decodeURIComponent(sm[1])) })
+    }
+    if (method === 'POST' && url.pathname === '/v1/conntrack/flush') {
+      const ct = this.agent.datapath.conntrack
+      const before = ct.list().length
+      ct.flush()
+      return send(200, { flushed: before })
+    }
     if (method === 'POST' && url.pathname === '/v1/apply') {
       const cfg = b.config
       if (cfg === null || typeof cfg !== 'object') throw new ConfigError([{ path: 'config', message: 'is required (the whole config as an object)' }])
@@ -320,6 +343,21 @@ export class ApiServer {
         return send(200, dp.peers.list().map((a) => ({ address: ipv4Format(a), configured: dp.peers.configured[dp.peers.indexOf(a)] === 1 })))
       }
       if (req.method === 'GET' && url.pathname === '/v1/stats') return send(200, statsView(this.agent))
+      if (req.method === 'GET' && url.pathname === '/v1/services') return send(200, this.agent.datapath.services.list())
+      if (req.method === 'GET' && url.pathname === '/v1/conntrack') {
+        const dp = this.agent.datapath
+        const want = url.searchParams.get('service')
+        let id = -1
+        if (want) {
+          const [ns, name] = want.includes('/') ? want.split('/', 2) : ['default', want]
+          id = dp.services.idOf(name, ns)
+          if (id < 0) return send(404, { error: { code: 'TAPESTRY_API_NOT_FOUND', message: `no service ${ns}/${name}` } })
+        }
+        const names = new Map(dp.services.list().map((sv) => [sv.id, `${sv.namespace}/${sv.name}`]))
+        const rows = dp.conntrack.list(performance.now()).filter((c) => id < 0 || c.serviceId === id)
+          .map((c) => ({ ...c, service: names.get(c.serviceId) ?? null }))
+        return send(200, rows)
+      }
       send(404, { error: { code: 'TAPESTRY_API_NOT_FOUND', message: `no such endpoint: ${req.method} ${url.pathname}` } })
     } catch (err) {
       sendError(send, err)

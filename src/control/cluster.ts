@@ -254,6 +254,8 @@ export class ClusterStore {
       this.log.debug({ reason: `${what}: ${reason(err)}` }, 'etcd still unreachable')
     }
     this.state = 'down'
+    // start() does not wait for an etcd that is not there: the agent runs, and joins when it can.
+    for (const r of this.readyWaiters.splice(0)) r()
     if (!this.retryTimer) this.retryTimer = setTimeout(() => void this.connect(), this.retryMs)
   }
 

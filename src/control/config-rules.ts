@@ -14,6 +14,7 @@ import type { Salvaged } from './config-salvage'
 import { NETNS_RUN_DIR, VXLAN_OVERHEAD_LEN } from './config-schema'
 import type { RawConfig, RawNetwork } from './config-schema'
 import { derivePodMac } from './pod-mac'
+import { validateService, ServiceError, ServiceSpec } from '../service/service-model'
 
 export interface RuleContext {
   /** Whether a pod's `netns` (a name under NETNS_RUN_DIR or an absolute path) exists. */
@@ -74,6 +75,24 @@ const podRangeInSubnet: Rule = ({ networks = [] }, _ctx, report) => {
     const inside = n.podRange.prefix >= n.subnet.prefix &&
       ((n.podRange.addr & prefixMask(n.subnet.prefix)) >>> 0) === n.subnet.addr
     if (!inside) report(['networks', i, 'podRange'], `${n.podRange.text} is not inside the subnet ${n.subnet.text}`)
+  })
+}
+
+/** Each service passes the service layer's validator; VIP ports are not shared. */
+const servicesValid: Rule = (cfg, _ctx, report) => {
+  const list = (cfg as { services?: unknown[] }).services
+  if (!Array.isArray(list)) return
+  const seen = new Map<string, number>()
+  list.forEach((spec, i) => {
+    try {
+      const v = validateService(spec as ServiceSpec)
+      const first = seen.get(v.key)
+      if (first !== undefined) report(['services', i, 'name'], `${v.key} is already defined by services[${first}]`)
+      else seen.set(v.key, i)
+    } catch (err) {
+      if (err instanceof ServiceError) for (const issue of err.issues) report(['services', i], issue)
+      else throw err
+    }
   })
 }
 
@@ -214,7 +233,7 @@ const clusterBlocksFit: Rule = ({ cluster, networks = [] }, _ctx, report) => {
 }
 
 /** Every rule, in the order its problems are listed. A new section's rules go here. */
-const RULES: Rule[] = [podMtuFitsUnderlay, srcPortRangeOrdered, networksDistinct, gatewayInSubnet, podRangeInSubnet, peersDistinct, clusterBlocksFit, podsValid]
+const RULES: Rule[] = [servicesValid, podMtuFitsUnderlay, srcPortRangeOrdered, networksDistinct, gatewayInSubnet, podRangeInSubnet, peersDistinct, clusterBlocksFit, podsValid]
 
 export function checkRules(cfg: Salvaged<RawConfig>, ctx: RuleContext): PathProblem[] {
   const problems: PathProblem[] = []

@@ -276,6 +276,19 @@ export const clusterSchema = z.strictObject({
   blockPrefix: intIn(2, 30).default(CLUSTER_DEFAULT_BLOCK_PREFIX),
 }, { error: notA('a mapping') })
 
+/** Cluster DNS: the agent answers <service>.<namespace>.svc.<clusterDomain> at `ip`. */
+export const dnsSchema = z.strictObject({
+  ip: ipv4Field,
+  clusterDomain: z.string({ error: notA('a domain name') })
+    .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/, { error: notA('a domain name') }).default('cluster.local'),
+}, { error: notA('a mapping') })
+
+/** Connection tracking of service flows. */
+export const conntrackSchema = z.strictObject({
+  maxConnections: z.number({ error: notA('a positive integer') }).int({ error: notA('a positive integer') })
+    .min(1, { error: notA('a positive integer') }).default(262144),
+}, { error: notA('a mapping') })
+
 /** The whole file. Sections are in the order the README documents them. */
 export const configSchema = z.strictObject({
   node: nodeSchema,
@@ -290,6 +303,10 @@ export const configSchema = z.strictObject({
   log: logSchema.prefault({}),
   api: apiSchema.prefault({}),
   metrics: metricsSchema.prefault({}),
+  /** Service objects are checked by the service layer's own validator (config-rules.ts). */
+  services: z.array(z.unknown(), { error: notA('a list') }).default(() => []),
+  dns: dnsSchema.optional(),
+  conntrack: conntrackSchema.prefault({}),
   cluster: clusterSchema.optional(),
   pods: z.array(podSchema, { error: notA('a list') }).default(() => []),
 }, { error: (iss) => (iss.input === undefined || iss.input === null ? 'is empty (expected a mapping with at least node)' : `${showValue(iss.input)} is not a mapping`) })

@@ -28,6 +28,7 @@ import { derivePodMac } from './pod-mac'
 export { CONFIG_INVALID, CONFIG_UNREADABLE, ConfigError, ConfigReadError, formatProblem } from './config-error'
 export type { ConfigProblem } from './config-error'
 export { derivePodMac } from './pod-mac'
+import type { ServiceSpec } from '../service/service-model'
 export { netnsPath } from './config-rules'
 export {
   CLUSTER_DEFAULT_BLOCK_PREFIX, CLUSTER_DEFAULT_LEASE_TTL_S, CLUSTER_DEFAULT_PREFIX, ETCD_DEFAULT_PORT, FDB_DEFAULT_AGE_S, FDB_DEFAULT_MAX_ENTRIES, LOG_LEVELS, METRICS_DEFAULT_LISTEN, NETNS_RUN_DIR, POD_DEFAULT_IFNAME,
@@ -104,6 +105,16 @@ export interface FdbConfig {
   maxPerPort: number
 }
 
+export interface DnsConfig {
+  ip: string
+  ipAddr: number
+  clusterDomain: string
+}
+
+export interface ConntrackConfig {
+  maxConnections: number
+}
+
 export interface StormConfig {
   /** Flooded frames per second per pod; 0 = unlimited. */
   floodPerSecond: number
@@ -129,6 +140,10 @@ export interface Config {
   log: LogConfig
   api: ApiConfig
   metrics: MetricsConfig
+  /** Services as written (checked by the service layer's validator). */
+  services: ServiceSpec[]
+  dns: DnsConfig | null
+  conntrack: ConntrackConfig
   /** Cluster mode (etcd), or null when peers come from the config alone. */
   cluster: ClusterConfig | null
   pods: PodConfig[]
@@ -257,6 +272,9 @@ function normalize(raw: RawConfig): Config {
     log: { ...raw.log },
     api: { socket: raw.api.socket ?? `/run/tapestry/${raw.node.name}.sock` },
     metrics: { listen: raw.metrics.listen },
+    services: raw.services as ServiceSpec[],
+    dns: raw.dns ? { ip: raw.dns.ip.text, ipAddr: raw.dns.ip.addr, clusterDomain: raw.dns.clusterDomain } : null,
+    conntrack: { ...raw.conntrack },
     cluster: raw.cluster ? { etcd: [...raw.cluster.etcd], prefix: raw.cluster.prefix, leaseTTL: raw.cluster.leaseTTL, blockPrefix: raw.cluster.blockPrefix } : null,
     pods: raw.pods.map((p) => {
       const index = networkIndex.get(p.network)

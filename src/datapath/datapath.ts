@@ -37,12 +37,17 @@ import {
   vnetFlags, vnetGsoType, vnetGsoSize, vnetCsumStart, vnetCsumOffset, vnetCompleteChecksum, vnetWriteNone,
 } from '../wire/vnet'
 import { TSO, tsoSegment } from '../wire/tso'
-import { groEligible, groCanAppend, groFinish, vnetWriteForDelivery, GRO_MAX_IP_LEN } from '../wire/gro'
+import { groEligible, groCanAppend, groFinish, groChecksum, vnetWriteForDelivery, GRO_MAX_IP_LEN, GRO_CSUM_BAD } from '../wire/gro'
 import { TCP_OFF_SEQ, TCP_OFF_FLAGS, TCP_PSH } from '../wire/tcp'
 import { Fdb, FdbOptions, LearnResult } from '../switch/fdb'
 import { ArpTable } from '../switch/arp-table'
 import { PeerTable, PEER_PORT_BASE, isPeerPort } from '../overlay/peers'
 import { Drop, DROP_COUNT } from './drops'
+import { ServiceTable, ServiceTableOptions } from '../service/service-table'
+import { Conntrack, ConntrackOptions } from '../service/conntrack'
+import { ServicePath, Verdict } from '../service/service-path'
+import { ETH_ALEN } from '../wire/ethernet'
+import { ARP_LEN } from '../wire/arp'
 
 /** Something that reads frames in batches and writes them (a TAP, or a test double). */
 export interface FrameIo {
@@ -115,6 +120,9 @@ export interface DatapathOptions {
   routerMacLo?: number
   /** Monotonic clock in ms (injected for tests). */
   now?: () => number
+  /** Service load balancing: the table's and connection tracking's options. */
+  services?: ServiceTableOptions
+  conntrack?: ConntrackOptions
   /** Storm control: flooded frames a pod may send per second (0 = unlimited), and the burst allowed. */
   floodPerSecond?: number
   floodBurst?: number
@@ -192,6 +200,16 @@ class TxSocket {
 export class Datapath {
   readonly fdb: Fdb
   readonly arp: ArpTable
+  /** Service VIPs, connection tracking and the per-packet service path (DNAT/reverse NAT). */
+  readonly services: ServiceTable
+  readonly conntrack: Conntrack
+  readonly servicePath: ServicePath
+  /**
+   * Optional local responder for frames to the router MAC that are not service
+   * traffic (DNS): rewrites the frame into its reply in place and returns its
+   * length, or 0 when it does not answer.
+   */
+  responder: ((buf: Uint8Array, frame: number, l3: number, len: number, capacity: number) => number) | null = null
   readonly peers = new PeerTable()
   readonly drops = new Float64Array(DROP_COUNT)
   readonly stats = new Float64Array(MAX_PORTS * 4)
@@ -218,6 +236,8 @@ export class Datapath {
   private txSockets: TxSocket[] = []
   private readonly scratch = new Uint8Array(SCRATCH_BYTES)
   private scratchUsed = 0
+  /** The clock read at the start of the batch being processed. */
+  private batchNow = 0
   /** Pods with an open GRO merge in this batch. */
   private readonly groOpen = new Int32Array(MAX_PORTS)
   private groCount = 0
@@ -235,6 +255,9 @@ export class Datapath {
     this.routerMacHi = opts.routerMacHi ?? ROUTER_MAC_HI
     this.routerMacLo = opts.routerMacLo ?? ROUTER_MAC_LO
     this.now = opts.now ?? (() => performance.now())
+    this.services = new ServiceTable(opts.services)
+    this.conntrack = new Conntrack(opts.conntrack)
+    this.servicePath = new ServicePath(this.services, this.conntrack, { routerMacHi: this.routerMacHi, routerMacLo: this.routerMacLo })
     this.floodPerSecond = opts.floodPerSecond ?? 0
     this.floodBurst = opts.floodBurst ?? Math.max(1, this.floodPerSecond)
   }
@@ -286,6 +309,7 @@ export class Datapath {
     this.fdb.removePort(id)
     this.fdb.addStatic(spec.vni, spec.macHi, spec.macLo, id)
     this.arp.addStatic(spec.vni, spec.ip, spec.macHi, spec.macLo)
+    this.servicePath.setGateway(id, net.gatewayIp)
     for (let s = 0; s < 4; s++) this.stats[id * 4 + s] = 0
     io.start((n) => this.onPodBatch(pod, n))
     return pod
@@ -357,7 +381,9 @@ export class Datapath {
 
   /** Ages the FDB and ARP table; call every second or so. */
   sweep(): number {
-    return this.fdb.sweep(this.now())
+    const now = this.now()
+    this.servicePath.sweep(now)
+    return this.fdb.sweep(now)
   }
 
   /** Source UDP ports of the transmit pool. */
@@ -371,6 +397,7 @@ export class Datapath {
   onPodBatch(pod: PodPort, n: number): void {
     if (n <= 0) return
     const now = this.now()
+    this.batchNow = now
     const rx = pod.io.rx
     const buf = rx.data
     const spec = pod.spec
@@ -413,6 +440,14 @@ export class Datapath {
           this.queuePod(pod, base, total, false)
           continue
         }
+        if (macIs(buf, frame + ETH_OFF_DST, this.routerMacHi, this.routerMacLo)) {
+          // An answer to an agent's ARP probe (service endpoint resolution). The
+          // router MAC is every agent's, so the asking agent may be another one:
+          // learn it here and pass it to the peers, never to local pods.
+          if (spa !== 0) this.arp.learn(vni, spa, spec.macHi, spec.macLo, now)
+          this.floodPeers(net, buf, base, frame, len, vnetLen, gsoType)
+          continue
+        }
       } else if (type === ETHERTYPE_IPV4 && spec.portSecurity) {
         const ihl = ipv4Check(buf, l3, len - hlen)
         if (ihl < 0) { this.drops[Drop.Malformed]++; continue }
@@ -428,7 +463,8 @@ export class Datapath {
         continue
       }
       if (macIs(buf, frame + ETH_OFF_DST, this.routerMacHi, this.routerMacLo)) {
-        this.drops[Drop.NoRoute]++
+        if (type === ETHERTYPE_IPV4 && hlen === ETH_HLEN) this.route(net, pod, buf, base, frame, len, gsoType, now)
+        else this.drops[Drop.NoRoute]++
         continue
       }
       const port = this.fdb.lookup(vni, buf, frame + ETH_OFF_DST, now)
@@ -455,6 +491,7 @@ export class Datapath {
     const u = this.underlay
     if (n <= 0 || u === null) return
     const now = this.now()
+    this.batchNow = now
     const rx = u.rx
     const buf = rx.data
     const meta = rx.meta
@@ -498,7 +535,8 @@ export class Datapath {
     const hlen = ethCheck(buf, frame, flen)
     if (hlen < 0) { this.drops[Drop.Malformed]++; return }
     const peerPort = PEER_PORT_BASE + peer
-    this.fdb.learn(vni, buf, frame + ETH_OFF_SRC, peerPort, now)
+    // The router MAC is every agent's (anycast): never learned behind a peer.
+    if (!macIs(buf, frame + ETH_OFF_SRC, this.routerMacHi, this.routerMacLo)) this.fdb.learn(vni, buf, frame + ETH_OFF_SRC, peerPort, now)
     if (ethTypeAfterTags(buf, frame, hlen) === ETHERTYPE_ARP && arpCheck(buf, frame + hlen, flen - hlen) > 0) {
       const spa = arpSpa(buf, frame + hlen)
       if (spa !== 0) {
@@ -510,6 +548,8 @@ export class Datapath {
       this.floodFromUnderlay(net, buf, frame, flen)
       return
     }
+    // To the router MAC: ARP answers to a probe, learned above; nothing for local pods.
+    if (macIs(buf, frame + ETH_OFF_DST, this.routerMacHi, this.routerMacLo)) return
     const port = this.fdb.lookup(vni, buf, frame + ETH_OFF_DST, now)
     if (port < 0) {
       this.floodFromUnderlay(net, buf, frame, flen)
@@ -518,9 +558,87 @@ export class Datapath {
     } else {
       const q = this.pods[port]
       if (q === null) { this.drops[Drop.NotLocal]++; return }
+      if (buf[frame + 12] === 0x08 && buf[frame + 13] === 0x00) this.servicePath.inbound(buf, frame, frame + ETH_HLEN, flen, now, false)
       if (q.vnetLen > 0) this.groAdd(q, buf, frame, flen)
       else this.queuePod(q, frame, flen, false)
     }
+  }
+
+  /**
+   * A frame a pod sent to the anycast gateway: service traffic is DNATed and
+   * forwarded to the chosen endpoint (or answered with a RST / port
+   * unreachable), DNS to the local responder; anything else has no route.
+   */
+  private route(net: Network, pod: PodPort, buf: Uint8Array, base: number, frame: number, len: number, gsoType: number, now: number): void {
+    const vnetLen = pod.vnetLen
+    const l3 = frame + ETH_HLEN
+    const partial = vnetLen > 0 && (vnetFlags(buf, base) & VNET_F_NEEDS_CSUM) !== 0
+    const v = this.servicePath.outbound(buf, frame, l3, len, pod.id, now, partial)
+    if (v === Verdict.Forward) {
+      const hop = this.servicePath.nextHopIp
+      if (!this.arp.lookup(net.vni, hop, now)) {
+        // The endpoint's MAC is not known yet: ask for it; the client retransmits.
+        this.arpProbe(net, hop)
+        this.drops[Drop.NoRoute]++
+        return
+      }
+      macWrite(buf, frame + ETH_OFF_DST, this.arp.foundHi, this.arp.foundLo)
+      const port = this.fdb.lookup(net.vni, buf, frame + ETH_OFF_DST, now)
+      if (port < 0) this.flood(net, pod.id, buf, base, frame, len, vnetLen, gsoType, true)
+      else if (isPeerPort(port)) this.toPeer(port - PEER_PORT_BASE, net.vni, buf, base, frame, len, vnetLen, gsoType)
+      else {
+        const q = this.pods[port]
+        if (q === null) { this.drops[Drop.NotLocal]++; return }
+        this.toLocal(q, buf, base, frame, len, vnetLen, gsoType)
+      }
+      return
+    }
+    if (v === Verdict.Reply) {
+      if (vnetLen > 0) vnetWriteNone(buf, base)
+      this.queuePod(pod, base, vnetLen + this.servicePath.replyLen, false)
+      return
+    }
+    if (v === Verdict.NotService && this.responder !== null) {
+      const slot = pod.io.rx.slotSize
+      const n = this.responder(buf, frame, l3, len, Math.floor(frame / slot) * slot + slot - frame)
+      if (n > 0) {
+        if (vnetLen > 0) vnetWriteNone(buf, base)
+        this.queuePod(pod, base, vnetLen + n, false)
+        return
+      }
+    }
+    if (v === Verdict.NotService) this.drops[Drop.NoRoute]++
+  }
+
+  /** Broadcasts an ARP request for `ip` from the gateway into the VNI (local pods and peers). */
+  private arpProbe(net: Network, ip: number): void {
+    const frameLen = ETH_HLEN + ARP_LEN
+    const need = 2 * (VNET_HLEN + VXLAN_HLEN + frameLen)
+    if (this.scratchUsed + need > this.scratch.length || net.gatewayIp === 0) return
+    const out = this.scratch
+    const local = this.scratchUsed + VNET_HLEN
+    const remote = local + frameLen + VXLAN_HLEN
+    this.scratchUsed += need
+    for (const f of [local, remote]) {
+      for (let i = 0; i < ETH_ALEN; i++) out[f + i] = 0xff
+      macWrite(out, f + ETH_OFF_SRC, this.routerMacHi, this.routerMacLo)
+      out[f + 12] = ETHERTYPE_ARP >>> 8
+      out[f + 13] = ETHERTYPE_ARP & 255
+      arpWrite(out, f + ETH_HLEN, ARP_OP_REQUEST, this.routerMacHi, this.routerMacLo, net.gatewayIp, 0, 0, ip)
+    }
+    vnetWriteNone(out, local - VNET_HLEN)
+    const ports = net.ports
+    for (let k = 0; k < ports.length; k++) {
+      const q = this.pods[ports[k]]
+      if (q === null) continue
+      if (q.vnetLen > 0) this.queuePod(q, local - VNET_HLEN, VNET_HLEN + frameLen, true)
+      else this.queuePod(q, local, frameLen, true)
+    }
+    const active = this.peers.active
+    if (active.length === 0 || this.txSockets.length === 0) return
+    vxlanWrite(out, remote - VXLAN_HLEN, net.vni)
+    const sock = this.txSockets[0]
+    for (let k = 0; k < active.length; k++) sock.copied.pushTo(remote - VXLAN_HLEN, VXLAN_HLEN + frameLen, this.peers.addr[active[k]], this.vxlanPort, 0)
   }
 
   /**
@@ -558,15 +676,27 @@ export class Datapath {
    * without vnet headers gets complete frames.
    */
   private toLocal(q: PodPort, buf: Uint8Array, base: number, frame: number, len: number, srcVnet: number, gsoType: number): void {
+    // Replies of service connections are reverse-NATed before the client sees them.
+    if (buf[frame + 12] === 0x08 && buf[frame + 13] === 0x00) {
+      this.servicePath.inbound(buf, frame, frame + ETH_HLEN, len, this.batchNow, srcVnet > 0 && (vnetFlags(buf, base) & VNET_F_NEEDS_CSUM) !== 0)
+    }
     if (q.vnetLen > 0) {
       if (srcVnet <= 0) vnetWriteNone(buf, frame - VNET_HLEN)
       this.queuePod(q, frame - VNET_HLEN, len + VNET_HLEN, false)
       return
     }
-    if (srcVnet > 0) {
+    if (srcVnet > 0 && (vnetFlags(buf, base) & VNET_F_NEEDS_CSUM) !== 0) {
       if (gsoType !== VNET_GSO_NONE) { this.drops[Drop.BadOffload]++; return }
-      if (!this.completeChecksum(buf, base, frame, len)) return
+      // Completed in a copy: other receivers of a flood still need the partial form.
+      if (this.scratchUsed + len > this.scratch.length) { this.drops[Drop.QueueFull]++; return }
+      const c = this.scratchUsed
+      this.scratchUsed += len
+      this.scratch.set(buf.subarray(frame, frame + len), c)
+      if (!vnetCompleteChecksum(this.scratch, c, len, vnetCsumStart(buf, base), vnetCsumOffset(buf, base))) { this.drops[Drop.BadOffload]++; return }
+      this.queuePod(q, c, len, true)
+      return
     }
+    if (srcVnet > 0 && gsoType !== VNET_GSO_NONE) { this.drops[Drop.BadOffload]++; return }
     this.queuePod(q, frame, len, false)
   }
 
@@ -642,8 +772,13 @@ export class Datapath {
       const q = this.pods[id]
       if (q !== null) this.toLocal(q, buf, base, frame, len, srcVnet, gsoType)
     }
+    if (toPeers) this.floodPeers(net, buf, base, frame, len, srcVnet, gsoType)
+  }
+
+  /** Head-end replication of a pod's frame to every peer. */
+  private floodPeers(net: Network, buf: Uint8Array, base: number, frame: number, len: number, srcVnet: number, gsoType: number): void {
     const active = this.peers.active
-    if (!toPeers || active.length === 0 || this.txSockets.length === 0) return
+    if (active.length === 0 || this.txSockets.length === 0) return
     const sock = this.txSockets[flowHash(buf, frame, len, this.hashSeed) % this.txSockets.length]
     if (srcVnet > 0 && gsoType !== VNET_GSO_NONE) {
       this.segmentToPeers(sock, net.vni, buf, base, frame, len, gsoType, active, active.length)
@@ -687,7 +822,9 @@ export class Datapath {
    */
   private groAdd(q: PodPort, buf: Uint8Array, frame: number, len: number): void {
     const out = this.scratch
-    const hdr = groEligible(buf, frame, len)
+    let hdr = groEligible(buf, frame, len)
+    // A segment whose checksum fails stays out of merges (it goes alone, and the pod drops it).
+    if (hdr > 0 && groChecksum(buf, frame, len) === GRO_CSUM_BAD) hdr = 0
     if (q.groVnet >= 0) {
       const m = q.groVnet + VNET_HLEN
       const payload = len - hdr
@@ -733,6 +870,8 @@ export class Datapath {
     if (q.groVnet < 0) return
     groFinish(this.scratch, q.groVnet, q.groLen, q.groHdr, q.groMss, q.groSegs, q.groPsh)
     this.queuePod(q, q.groVnet, VNET_HLEN + q.groLen, true)
+    // Give back the unused part of the reservation when it is the last one made.
+    if (this.scratchUsed === q.groVnet + GRO_RESERVE) this.scratchUsed = q.groVnet + VNET_HLEN + q.groLen
     q.groVnet = -1
   }
 

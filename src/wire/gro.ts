@@ -143,3 +143,27 @@ export function vnetWriteForDelivery(out: Uint8Array, vnet: number, frameLen: nu
   if (csumFold(csumAdd(out, l4, l4len, pseudo)) === 0xffff) return // a complete checksum that happens to match
   vnetWrite(out, vnet, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, 0, 0, ETH_HLEN + ihl, field)
 }
+
+/** What groChecksum() found. */
+export const GRO_CSUM_BAD = 0
+export const GRO_CSUM_OK = 1
+/** The field holds only the pseudo-header sum: a Linux sender left it partial (see vnetWriteForDelivery). */
+export const GRO_CSUM_PARTIAL = 2
+
+/**
+ * Checks the TCP checksum of an eligible segment (untagged Ethernet, IPv4
+ * without options) before it joins a merge: a merged frame goes to the pod as
+ * partial, i.e. as verified, so a corrupt segment must stay out of it (the
+ * kernel's tcp4_gro_receive checks the same).
+ */
+export function groChecksum(buf: Uint8Array, frame: number, len: number): number {
+  const ip = frame + ETH_HLEN
+  const l4 = ip + 20
+  const l4len = len - ETH_HLEN - 20
+  const src = ((buf[ip + IPV4_OFF_SRC] << 24) | (buf[ip + IPV4_OFF_SRC + 1] << 16) | (buf[ip + IPV4_OFF_SRC + 2] << 8) | buf[ip + IPV4_OFF_SRC + 3]) >>> 0
+  const dst = ((buf[ip + IPV4_OFF_SRC + 4] << 24) | (buf[ip + IPV4_OFF_SRC + 5] << 16) | (buf[ip + IPV4_OFF_SRC + 6] << 8) | buf[ip + IPV4_OFF_SRC + 7]) >>> 0
+  const pseudo = csumPseudoV4(src, dst, PROTO_TCP, l4len)
+  if (csumFold(csumAdd(buf, l4, l4len, pseudo)) === 0xffff) return GRO_CSUM_OK
+  const stored = (buf[l4 + TCP_OFF_CSUM] << 8) | buf[l4 + TCP_OFF_CSUM + 1]
+  return stored === csumFold(pseudo) ? GRO_CSUM_PARTIAL : GRO_CSUM_BAD
+}

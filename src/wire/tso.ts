@@ -50,6 +50,7 @@ export function tsoCount(payloadLen: number, gsoSize: number): number {
  */
 export function tsoSegment(buf: Uint8Array, frame: number, len: number, isUdp: boolean, gsoSize: number,
   out: Uint8Array, outOff: number, prefix: number, maxSegments: number): number {
+  if (frame < 0 || len > buf.length - frame) return Malformed.Truncated
   const eh = ethCheck(buf, frame, len)
   if (eh < 0) return eh
   const type = ethTypeAfterTags(buf, frame, eh)

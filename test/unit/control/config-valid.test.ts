@@ -41,6 +41,9 @@ test('a config with only required keys normalizes with every default', () => {
     log: { level: 'info' },
     api: { socket: '/run/tapestry/host-a.sock' },
     metrics: { listen: '127.0.0.1:9464' },
+    services: [],
+    dns: null,
+    conntrack: { maxConnections: 262144 },
     cluster: null,
     pods: [
       {
