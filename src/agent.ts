@@ -22,6 +22,10 @@ import { Logger } from './observe/log'
 import { TapestryError } from './lib/errors'
 import { ServiceSpec, ServiceError, validateService, serviceKey } from './service/service-model'
 import { DnsResponder } from './service/dns'
+import { NodePortProxy, NodePortTarget } from './control/nodeport'
+import { derivePodMac } from './control/config'
+import { run } from './ports/netdev'
+import { macFormat } from './wire/addr'
 
 /** Number of transmit sockets; a flow's hash picks one, and so its UDP source port. */
 export const TX_POOL_SIZE = 4
@@ -98,6 +102,9 @@ export class Agent extends EventEmitter {
   private clusterServices = new Map<string, ServiceSpec>()
   /** Keys of the services installed in the datapath. */
   private installedServices = new Set<string>()
+  /** Host-side TAPs (host access to pods and VIPs), by network name. */
+  private hostPorts = new Map<string, { tap: TapPort; portId: number }>()
+  private nodePorts: NodePortProxy
   /** Called with the installed services after every change (DNS). */
   onServicesChanged: ((list: ServiceSpec[]) => void) | null = null
   /** Pod ranges leased at run time (cluster mode), by network name; they override the config's. */
@@ -121,6 +128,7 @@ export class Agent extends EventEmitter {
       floodPerSecond: cfg.storm.floodPerSecond,
       floodBurst: cfg.storm.burst,
     })
+    this.nodePorts = new NodePortProxy(cfg.node.underlayIP, log)
     if (cfg.dns) {
       // Cluster DNS: queries to the DNS IP reach the agent through the gateway and are answered in place.
       const dns = new DnsResponder({ ip: cfg.dns.ipAddr, clusterDomain: cfg.dns.clusterDomain })
@@ -148,6 +156,7 @@ export class Agent extends EventEmitter {
     this.log.info({ underlay: `${node.underlayIP}:${node.vxlanPort}`, sourcePorts: this.datapath.sourcePorts(), offloads, udpGro: this.rx.gro, udpGso: this.gsoTx.some((g) => g.gsoEnabled) }, 'underlay socket open')
     for (const n of this.cfg.networks) this.datapath.addNetwork(n.vni, n.gatewayAddr ?? 0)
     for (const p of this.cfg.peerAddrs) this.addPeer(p)
+    for (const n of this.cfg.networks) if (n.hostAddr !== null) await this.addHostPort(n.name)
     for (const p of this.cfg.pods) await this.addPod(p)
     await this.restoreDynamicPods()
     this.restoreApiServices()
@@ -165,6 +174,8 @@ export class Agent extends EventEmitter {
       ['node.podMtu', this.cfg.node.podMtu, next.node.podMtu], ['offloads', this.cfg.offloads, next.offloads],
       ['vxlan.srcPortMin', this.cfg.vxlan.srcPortMin, next.vxlan.srcPortMin], ['vxlan.srcPortMax', this.cfg.vxlan.srcPortMax, next.vxlan.srcPortMax],
       ['api.socket', this.cfg.api.socket, next.api.socket],
+      ['serviceRange', this.cfg.serviceRange, next.serviceRange],
+      ['networks[].hostIP', JSON.stringify(this.cfg.networks.map((n) => [n.name, n.hostIP])), JSON.stringify(next.networks.filter((n) => this.cfg.networks.some((m) => m.name === n.name)).map((n) => [n.name, n.hostIP]))],
       ['metrics.listen', this.cfg.metrics.listen, next.metrics.listen],
     ]
     const problems = fixed.filter(([, a, b]) => a !== b).map(([k, a, b]) => ({ path: k, message: `${JSON.stringify(b)} differs from the running ${JSON.stringify(a)}: changing it needs an agent restart` }))
@@ -324,6 +335,51 @@ export class Agent extends EventEmitter {
       }
     }
     this.onServicesChanged?.([...want.values()])
+    this.syncNodePorts(want)
+  }
+
+  private syncNodePorts(want: Map<string, ServiceSpec>): void {
+    const targets: NodePortTarget[] = []
+    for (const [key, spec] of want) {
+      if (!spec.nodePort) continue
+      if (this.hostPorts.size === 0) {
+        this.log.warn({ service: key }, 'nodePort needs host access: set networks[].hostIP (and serviceRange)')
+        continue
+      }
+      const p = spec.ports[0]
+      targets.push({ key, nodePort: spec.nodePort, vip: spec.clusterIP, port: p.port, protocol: (p.protocol ?? 'TCP') as 'TCP' | 'UDP' })
+    }
+    this.nodePorts.sync(targets).catch((err) => this.log.error({ reason: (err as Error).message }, 'nodePort sync failed'))
+  }
+
+  /**
+   * The host side of a network: a TAP in the agent's own namespace with this
+   * node's hostIP, a port of the switch like a pod's, and a route to the
+   * service range through the gateway, so processes on the host reach pods and
+   * VIPs (and NodePorts can be proxied to VIPs).
+   */
+  private async addHostPort(network: string): Promise<void> {
+    const n = this.cfg.networks.find((x) => x.name === network)!
+    const mac = derivePodMac(`host:${this.cfg.node.name}:${network}`)
+    const name = `tph${n.vni}`.slice(0, 15)
+    const tap = TapPort.open({ name, vnetHdr: true, offloads: this.cfg.offloads, persist: false })
+    try {
+      const cmds = [
+        `link set dev ${name} address ${macFormat(mac.hi, mac.lo)} mtu ${this.cfg.node.podMtu} up`,
+        `addr replace ${n.hostIP}/${n.subnetPrefix} dev ${name}`,
+      ]
+      if (this.cfg.serviceRange && n.gateway) cmds.push(`route replace ${this.cfg.serviceRange} via ${n.gateway} dev ${name} onlink`)
+      await run('ip', ['-batch', '-'], cmds.join('\n') + '\n')
+    } catch (err) {
+      tap.close()
+      throw err
+    }
+    const port = this.datapath.addPod({
+      name: `host:${network}`, vni: n.vni, macHi: mac.hi, macLo: mac.lo, ip: n.hostAddr!, mtu: this.cfg.node.podMtu,
+      portSecurity: true, vnetHdr: tap.vnetHdr,
+    }, tap)
+    this.hostPorts.set(network, { tap, portId: port.id })
+    this.log.info({ network, tap: name, ip: n.hostIP, serviceRange: this.cfg.serviceRange }, 'host access added')
   }
 
   /** Adds or replaces services from the API (all or nothing). */
@@ -567,7 +623,10 @@ export class Agent extends EventEmitter {
   async stop(): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer)
     this.sweepTimer = null
+    await this.nodePorts.close()
     for (const name of [...this.pods.keys()]) await this.removePod(name, false)
+    for (const h of this.hostPorts.values()) { this.datapath.removePod(h.portId); h.tap.close() }
+    this.hostPorts.clear()
     this.datapath.detachUnderlay()
     this.rx?.close()
     for (const t of this.tx) t.close()

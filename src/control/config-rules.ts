@@ -78,6 +78,18 @@ const podRangeInSubnet: Rule = ({ networks = [] }, _ctx, report) => {
   })
 }
 
+const hostIpValid: Rule = ({ networks = [], pods = [] }, _ctx, report) => {
+  networks.forEach((n, i) => {
+    if (!n?.hostIP || !n.subnet) return
+    const misfit = hostMisfit(n.hostIP.addr, n.subnet.addr, n.subnet.prefix)
+    if (misfit) report(['networks', i, 'hostIP'], `${n.hostIP.text} ${MISFIT_PHRASE[misfit]} the subnet ${n.subnet.text}`)
+    else if (n.gateway && n.gateway.addr === n.hostIP.addr) report(['networks', i, 'hostIP'], `${n.hostIP.text} is the gateway: give the host its own address`)
+    pods.forEach((p, j) => {
+      if (p && p.network === n.name && p.ip && p.ip.addr === n.hostIP!.addr) report(['pods', j, 'ip'], `${p.ip.text} is network ${n.name}'s hostIP`)
+    })
+  })
+}
+
 /** Each service passes the service layer's validator; VIP ports are not shared. */
 const servicesValid: Rule = (cfg, _ctx, report) => {
   const list = (cfg as { services?: unknown[] }).services
@@ -233,7 +245,7 @@ const clusterBlocksFit: Rule = ({ cluster, networks = [] }, _ctx, report) => {
 }
 
 /** Every rule, in the order its problems are listed. A new section's rules go here. */
-const RULES: Rule[] = [servicesValid, podMtuFitsUnderlay, srcPortRangeOrdered, networksDistinct, gatewayInSubnet, podRangeInSubnet, peersDistinct, clusterBlocksFit, podsValid]
+const RULES: Rule[] = [servicesValid, hostIpValid, podMtuFitsUnderlay, srcPortRangeOrdered, networksDistinct, gatewayInSubnet, podRangeInSubnet, peersDistinct, clusterBlocksFit, podsValid]
 
 export function checkRules(cfg: Salvaged<RawConfig>, ctx: RuleContext): PathProblem[] {
   const problems: PathProblem[] = []

@@ -176,6 +176,8 @@ export const networkSchema = z.strictObject({
   gateway: ipv4Field.optional(),
   /** The block of the subnet this node hands out to pods added without an IP (API, CNI). */
   podRange: subnetField.optional(),
+  /** This node's address on a host-side TAP (host access to pods and VIPs; NodePorts). */
+  hostIP: ipv4Field.optional(),
 }, { error: notA('a mapping') })
 
 export const podSchema = z.strictObject({
@@ -306,6 +308,8 @@ export const configSchema = z.strictObject({
   /** Service objects are checked by the service layer's own validator (config-rules.ts). */
   services: z.array(z.unknown(), { error: notA('a list') }).default(() => []),
   dns: dnsSchema.optional(),
+  /** Where service VIPs live: routed from the host TAPs through the gateway. */
+  serviceRange: subnetField.optional(),
   conntrack: conntrackSchema.prefault({}),
   cluster: clusterSchema.optional(),
   pods: z.array(podSchema, { error: notA('a list') }).default(() => []),

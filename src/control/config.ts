@@ -64,6 +64,9 @@ export interface NetworkConfig {
   gatewayAddr: number | null
   /** Addresses this node gives pods added without an IP, or null. */
   podRange: { addr: number; prefix: number } | null
+  /** This node's address on the network's host-side TAP, or null (no host access). */
+  hostIP: string | null
+  hostAddr: number | null
 }
 
 export interface PodConfig {
@@ -143,6 +146,8 @@ export interface Config {
   /** Services as written (checked by the service layer's validator). */
   services: ServiceSpec[]
   dns: DnsConfig | null
+  /** CIDR routed to the gateway from host TAPs, or null. */
+  serviceRange: string | null
   conntrack: ConntrackConfig
   /** Cluster mode (etcd), or null when peers come from the config alone. */
   cluster: ClusterConfig | null
@@ -273,6 +278,7 @@ function normalize(raw: RawConfig): Config {
     api: { socket: raw.api.socket ?? `/run/tapestry/${raw.node.name}.sock` },
     metrics: { listen: raw.metrics.listen },
     services: raw.services as ServiceSpec[],
+    serviceRange: raw.serviceRange ? `${ipv4Format(raw.serviceRange.addr)}/${raw.serviceRange.prefix}` : null,
     dns: raw.dns ? { ip: raw.dns.ip.text, ipAddr: raw.dns.ip.addr, clusterDomain: raw.dns.clusterDomain } : null,
     conntrack: { ...raw.conntrack },
     cluster: raw.cluster ? { etcd: [...raw.cluster.etcd], prefix: raw.cluster.prefix, leaseTTL: raw.cluster.leaseTTL, blockPrefix: raw.cluster.blockPrefix } : null,
@@ -298,6 +304,8 @@ function normalizeNetwork(n: RawNetwork): NetworkConfig {
     gateway: n.gateway?.text ?? null,
     gatewayAddr: n.gateway?.addr ?? null,
     podRange: n.podRange ? { addr: n.podRange.addr, prefix: n.podRange.prefix } : null,
+    hostIP: n.hostIP?.text ?? null,
+    hostAddr: n.hostIP?.addr ?? null,
   }
 }
 

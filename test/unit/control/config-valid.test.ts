@@ -23,11 +23,11 @@ test('a config with only required keys normalizes with every default', () => {
     networks: [
       {
         name: 'blue', vni: 42, subnet: '10.244.0.0/16', subnetAddr: 0x0af40000, subnetPrefix: 16,
-        subnetMask: 0xffff0000, broadcastAddr: 0x0af4ffff, gateway: '10.244.0.1', gatewayAddr: 0x0af40001, podRange: null,
+        subnetMask: 0xffff0000, broadcastAddr: 0x0af4ffff, gateway: '10.244.0.1', gatewayAddr: 0x0af40001, podRange: null, hostIP: null, hostAddr: null,
       },
       {
         name: 'red', vni: 43, subnet: '10.250.0.0/24', subnetAddr: 0x0afa0000, subnetPrefix: 24,
-        subnetMask: 0xffffff00, broadcastAddr: 0x0afa00ff, gateway: null, gatewayAddr: null, podRange: null,
+        subnetMask: 0xffffff00, broadcastAddr: 0x0afa00ff, gateway: null, gatewayAddr: null, podRange: null, hostIP: null, hostAddr: null,
       },
     ],
     peers: ['192.168.250.2', '192.168.250.3'],
@@ -43,6 +43,7 @@ test('a config with only required keys normalizes with every default', () => {
     metrics: { listen: '127.0.0.1:9464' },
     services: [],
     dns: null,
+    serviceRange: null,
     conntrack: { maxConnections: 262144 },
     cluster: null,
     pods: [
