@@ -223,6 +223,15 @@ export function captureOptions(agent: Agent, body: unknown): CaptureOptions {
   return opts
 }
 
+/** decodeURIComponent, with a malformed escape answered as a bad request. */
+function decodePart(s: string): string {
+  try {
+    return decodeURIComponent(s)
+  } catch {
+    throw new TapestryError('TAPESTRY_API_BAD_REQUEST', `malformed percent-encoding in ${JSON.stringify(s.slice(0, 100))}`)
+  }
+}
+
 export class ApiServer {
   private server: http.Server | null = null
   readonly captures: CaptureHub
@@ -290,7 +299,7 @@ export class ApiServer {
     }
     const m = /^\/v1\/pods\/([^/]+)$/.exec(url.pathname)
     if (method === 'DELETE' && m) {
-      return send(200, { deleted: await this.agent.delDynamicPod(decodeURIComponent(m[1])) })
+      return send(200, { deleted: await this.agent.delDynamicPod(decodePart(m[1])) })
     }
     if (method === 'POST' && url.pathname === '/v1/services') {
       const list = b.services
@@ -299,7 +308,7 @@ export class ApiServer {
     }
     const sm = /^\/v1\/services\/([^/]+)\/([^/]+)$/.exec(url.pathname)
     if (method === 'DELETE' && sm) {
-      return send(200, { deleted: this.agent.deleteService(decodeURIComponent(sm[2]), decodeURIComponent(sm[1])) })
+      return send(200, { deleted: this.agent.deleteService(decodePart(sm[2]), decodePart(sm[1])) })
     }
     if (method === 'POST' && url.pathname === '/v1/conntrack/flush') {
       const ct = this.agent.datapath.conntrack
@@ -316,7 +325,14 @@ export class ApiServer {
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const url = new URL(req.url ?? '/', 'http://agent')
+    let url: URL
+    try {
+      url = new URL(req.url ?? '/', 'http://agent')
+    } catch {
+      res.writeHead(400, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ error: { code: 'TAPESTRY_API_BAD_REQUEST', message: `not a valid request target: ${String(req.url).slice(0, 200)}` } }))
+      return
+    }
     const send = (code: number, body: unknown): void => {
       if (res.headersSent) return
       res.writeHead(code, { 'content-type': 'application/json' })

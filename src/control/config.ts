@@ -222,7 +222,14 @@ function parseYaml(text: string, opts: ParseOptions, file: string | undefined): 
       return { path: '', message: `invalid YAML: ${e.message}`, line: pos.line, column: pos.col }
     }), file)
   }
-  const { config, problems } = validate(doc.toJS(), opts)
+  let obj: unknown
+  try {
+    obj = doc.toJS()
+  } catch (err) {
+    // yaml refuses alias bombs and dangling aliases here (ReferenceError).
+    throw new ConfigError([{ path: '', message: `invalid YAML: ${(err as Error).message}` }], file)
+  }
+  const { config, problems } = validate(obj, opts)
   if (!config) throw new ConfigError(problems.map((p) => locate(p, doc, lines)), file)
   return config
 }

@@ -181,6 +181,8 @@ export class PodPort {
 class Network {
   /** Local pod port ids in this VNI (dense, rebuilt on change). */
   ports = new Int32Array(0)
+  /** Largest IP packet a pod of this network takes (its pods' MTU; 65535 with no pod). */
+  mtu = 65535
   constructor(readonly vni: number, readonly gatewayIp: number) {}
 }
 
@@ -238,6 +240,8 @@ export class Datapath {
   private scratchUsed = 0
   /** The clock read at the start of the batch being processed. */
   private batchNow = 0
+  /** MTU of the pod whose batch is being processed. */
+  private batchMtu = 65535
   /** Pods with an open GRO merge in this batch. */
   private readonly groOpen = new Int32Array(MAX_PORTS)
   private groCount = 0
@@ -398,6 +402,7 @@ export class Datapath {
     if (n <= 0) return
     const now = this.now()
     this.batchNow = now
+    this.batchMtu = pod.spec.mtu
     const rx = pod.io.rx
     const buf = rx.data
     const spec = pod.spec
@@ -426,7 +431,7 @@ export class Datapath {
       let gsoType = VNET_GSO_NONE
       if (vnetLen > 0) {
         gsoType = vnetGsoType(buf, base)
-        if (gsoType === VNET_GSO_NONE && len - hlen > spec.mtu) { this.drops[Drop.Mtu]++; continue }
+        if (gsoType === VNET_GSO_NONE ? len - hlen > spec.mtu : vnetGsoSize(buf, base) + 40 > spec.mtu) { this.drops[Drop.Mtu]++; continue }
       } else if (len - hlen > spec.mtu) { this.drops[Drop.Mtu]++; continue }
       if (type === ETHERTYPE_ARP) {
         if (arpCheck(buf, l3, len - hlen) < 0) { this.drops[Drop.Malformed]++; continue }
@@ -520,11 +525,7 @@ export class Datapath {
   private underlayFrame(buf: Uint8Array, off: number, len: number, src: number, sport: number, localPort: number, now: number): void {
     if (this.capture !== null) this.capture.frame(CapturePoint.UnderlayRx, UNDERLAY_PORT, len >= 8 ? vxlanVni(buf, off) : 0, buf, off, len, -1, src, sport, localPort)
     let peer = this.peers.indexOf(src)
-    if (peer < 0) {
-      if (!this.learnPeers) { this.drops[Drop.UnknownPeer]++; return }
-      peer = this.peers.add(src, false)
-      if (peer < 0) { this.drops[Drop.UnknownPeer]++; return }
-    }
+    if (peer < 0 && !this.learnPeers) { this.drops[Drop.UnknownPeer]++; return }
     const vh = vxlanCheck(buf, off, len)
     if (vh < 0) { this.drops[vh === Malformed.VxlanNoIFlag ? Drop.VxlanNoIFlag : Drop.Malformed]++; return }
     const vni = vxlanVni(buf, off)
@@ -534,6 +535,13 @@ export class Datapath {
     const flen = len - VXLAN_HLEN
     const hlen = ethCheck(buf, frame, flen)
     if (hlen < 0) { this.drops[Drop.Malformed]++; return }
+    // Larger than any pod of the network may receive (a peer's pods have the same MTU).
+    if (flen - hlen > net.mtu) { this.drops[Drop.Mtu]++; return }
+    if (peer < 0) {
+      // learnPeers: only a sender of valid VXLAN for one of our networks becomes a peer.
+      peer = this.peers.add(src, false)
+      if (peer < 0) { this.drops[Drop.UnknownPeer]++; return }
+    }
     const peerPort = PEER_PORT_BASE + peer
     // The router MAC is every agent's (anycast): never learned behind a peer.
     if (!macIs(buf, frame + ETH_OFF_SRC, this.routerMacHi, this.routerMacLo)) this.fdb.learn(vni, buf, frame + ETH_OFF_SRC, peerPort, now)
@@ -742,6 +750,8 @@ export class Datapath {
     if (gsoSize <= 0 || at + len + Math.ceil(len / gsoSize) * (VXLAN_HLEN + 128) > out.length) { this.drops[gsoSize <= 0 ? Drop.BadOffload : Drop.QueueFull]++; return }
     const n = tsoSegment(buf, frame, len, type === VNET_GSO_UDP_L4, gsoSize, out, at, VXLAN_HLEN, 1024)
     if (n < 0) { this.drops[Drop.BadOffload]++; return }
+    // Segments must fit the sending pod's MTU, whatever gso_size it claimed.
+    if (TSO.hdrLen - TSO.ethLen + gsoSize > this.batchMtu) { this.drops[Drop.Mtu]++; return }
     const stride = VXLAN_HLEN + TSO.hdrLen + gsoSize
     this.scratchUsed = at + (n - 1) * stride + VXLAN_HLEN + TSO.lastLen
     for (let k = 0; k < n; k++) vxlanWrite(out, at + k * stride, vni)
@@ -960,6 +970,7 @@ export class Datapath {
       if (p !== null && p.spec.vni === net.vni) ids.push(i)
     }
     net.ports = Int32Array.from(ids)
+    net.mtu = ids.length > 0 ? Math.max(...ids.map((i) => this.pods[i]!.spec.mtu)) : 65535
   }
 }
 

@@ -36,6 +36,8 @@ export const TSO = {
   lastLen: 0,
   /** Offset of the L4 header from the frame start. */
   l4Off: 0,
+  /** Ethernet header length, VLAN tags included. */
+  ethLen: 0,
 }
 
 /** Number of segments a payload of `payloadLen` makes at `gsoSize`. */
@@ -88,6 +90,7 @@ export function tsoSegment(buf: Uint8Array, frame: number, len: number, isUdp: b
   TSO.hdrLen = hdrLen
   TSO.payloadLen = payloadLen
   TSO.l4Off = eh + ipHl
+  TSO.ethLen = eh
   const flags = isUdp ? 0 : buf[l4 + TCP_OFF_FLAGS]
   const seq0 = isUdp ? 0 : ((buf[l4 + TCP_OFF_SEQ] << 24) | (buf[l4 + TCP_OFF_SEQ + 1] << 16) | (buf[l4 + TCP_OFF_SEQ + 2] << 8) | buf[l4 + TCP_OFF_SEQ + 3]) >>> 0
   const id0 = v6 ? 0 : (buf[l3 + IPV4_OFF_ID] << 8) | buf[l3 + IPV4_OFF_ID + 1]

@@ -41,6 +41,34 @@ export function vnetGsoSize(buf: Uint8Array, off: number): number { return le16(
 export function vnetCsumStart(buf: Uint8Array, off: number): number { return le16(buf, off + VNET_OFF_CSUM_START) }
 export function vnetCsumOffset(buf: Uint8Array, off: number): number { return le16(buf, off + VNET_OFF_CSUM_OFFSET) }
 
+/**
+ * Whether (csumStart, csumOffset) name the TCP (offset 16) or UDP (offset 6)
+ * checksum of the untagged or VLAN-tagged IPv4/IPv6 packet in the frame.
+ */
+export function vnetCsumIsL4(buf: Uint8Array, frame: number, len: number, csumStart: number, csumOffset: number): boolean {
+  let eh = 14
+  let type = (buf[frame + 12] << 8) | buf[frame + 13]
+  while ((type === 0x8100 || type === 0x88a8) && eh + 4 <= len) {
+    type = (buf[frame + eh + 2] << 8) | buf[frame + eh + 3]
+    eh += 4
+  }
+  let l4: number
+  let proto: number
+  if (type === 0x0800) {
+    if (eh + 20 > len) return false
+    l4 = eh + (buf[frame + eh] & 15) * 4
+    proto = buf[frame + eh + 9]
+  } else if (type === 0x86dd) {
+    if (eh + 40 > len) return false
+    l4 = eh + 40
+    proto = buf[frame + eh + 6]
+  } else {
+    return false
+  }
+  if (csumStart !== l4) return false
+  return (proto === 6 && csumOffset === 16) || (proto === 17 && csumOffset === 6)
+}
+
 /** Writes a header saying "complete frame, no offload". */
 export function vnetWriteNone(buf: Uint8Array, off: number): void {
   for (let i = 0; i < VNET_HLEN; i++) buf[off + i] = 0
@@ -65,6 +93,10 @@ export function vnetWrite(buf: Uint8Array, off: number, flags: number, gsoType: 
 export function vnetCompleteChecksum(buf: Uint8Array, frame: number, len: number, csumStart: number, csumOffset: number): boolean {
   const field = csumStart + csumOffset
   if (csumStart >= len || field + 2 > len) return false
+  // Only the TCP or UDP checksum of the frame's own L4 header may be written: a
+  // pod must not be able to aim the write at its IP header (its source address)
+  // after port security looked at it.
+  if (!vnetCsumIsL4(buf, frame, len, csumStart, csumOffset)) return false
   const sum = csumAdd(buf, frame + csumStart, len - csumStart, 0)
   // As the kernel's skb_checksum_help: a computed 0 is stored as 0xffff (equal in
   // ones' complement, and required for UDP where 0 means "no checksum").

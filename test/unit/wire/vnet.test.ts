@@ -62,10 +62,17 @@ test('vnetCompleteChecksum refuses offsets outside the frame and writes nothing'
     assert.equal(vnetCompleteChecksum(c, 0, c.length, start, off), false, `start ${start} offset ${off}`)
     assert.deepEqual(c, f)
   }
-  // The last two bytes of the frame are still a valid field.
+  // Inside the frame but not the L4 checksum: refused, so a pod cannot aim the
+  // write at its IPv4 source address (offset 26) after port security checked it.
+  for (const [start, off] of [[34, f.length - 34 - 2], [14, 12], [26, 0], [34, 6]]) {
+    const c = f.slice()
+    assert.equal(vnetCompleteChecksum(c, 0, c.length, start, off), false, `start ${start} offset ${off}`)
+    assert.deepEqual(c, f)
+  }
+  // The TCP checksum field itself is completed.
   const c = f.slice()
-  assert.equal(vnetCompleteChecksum(c, 0, c.length, 34, c.length - 34 - 2), true)
-  assert.notEqual(get16(c, c.length - 2), get16(f, f.length - 2))
+  assert.equal(vnetCompleteChecksum(c, 0, c.length, 34, 16), true)
+  assert.notEqual(get16(c, 34 + 16), get16(f, 34 + 16))
 })
 
 test('vnetCompleteChecksum stores a computed 0 as 0xffff (UDP: 0 would mean "no checksum")', () => {
