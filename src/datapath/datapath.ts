@@ -33,13 +33,14 @@ import { VXLAN_HLEN, vxlanCheck, vxlanVni, vxlanWrite } from '../wire/vxlan'
 import { Malformed } from '../wire/malformed'
 import { flowHash } from '../wire/flowhash'
 import {
-  VNET_HLEN, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_GSO_UDP_L4, VNET_GSO_ECN,
+  VNET_HLEN, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, vnetWrite, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_GSO_UDP_L4, VNET_GSO_ECN,
   vnetFlags, vnetGsoType, vnetGsoSize, vnetCsumStart, vnetCsumOffset, vnetCompleteChecksum, vnetWriteNone,
 } from '../wire/vnet'
 import { TSO, tsoSegment } from '../wire/tso'
 import { groEligible, groCanAppend, groFinish, groChecksum, vnetWriteForDelivery, GRO_MAX_IP_LEN, GRO_CSUM_BAD } from '../wire/gro'
 import { TCP_OFF_SEQ, TCP_OFF_FLAGS, TCP_PSH } from '../wire/tcp'
 import { Fdb, FdbOptions, LearnResult } from '../switch/fdb'
+import { csumFold, csumPseudoV4 } from '../wire/checksum'
 import { ArpTable } from '../switch/arp-table'
 import { PeerTable, PEER_PORT_BASE, isPeerPort } from '../overlay/peers'
 import { Drop, DROP_COUNT } from './drops'
@@ -126,6 +127,43 @@ export interface DatapathOptions {
   /** Storm control: flooded frames a pod may send per second (0 = unlimited), and the burst allowed. */
   floodPerSecond?: number
   floodBurst?: number
+}
+
+/**
+ * Whether a UDP GRO datagram is one VXLAN packet whose inner frame is a
+ * TCP/IPv4 super-frame filling the whole datagram (tunnel GSO from a Linux
+ * sender), rather than a run of VXLAN packets.
+ */
+/**
+ * For an untagged TCP/IPv4 frame filling `len` whose checksum field holds the
+ * pseudo-header sum (partial, as a Linux GSO packet carries it), the MSS that
+ * makes IP packets of `mtu` bytes; otherwise 0.
+ */
+function tcpSuperFrameMss(buf: Uint8Array, frame: number, len: number, mtu: number): number {
+  if (len < ETH_HLEN + 40 || buf[frame + 12] !== 0x08 || buf[frame + 13] !== 0x00) return 0
+  const ip = frame + ETH_HLEN
+  if ((buf[ip] >>> 4) !== 4 || buf[ip + 9] !== 6) return 0
+  const ihl = (buf[ip] & 15) * 4
+  const tot = (buf[ip + 2] << 8) | buf[ip + 3]
+  if (tot !== len - ETH_HLEN || ((buf[ip + 6] & 0x3f) | buf[ip + 7]) !== 0) return 0
+  const tcp = ip + ihl
+  const thl = (buf[tcp + 12] >>> 4) * 4
+  if (thl < 20 || ihl + thl >= tot) return 0
+  const src = ((buf[ip + 12] << 24) | (buf[ip + 13] << 16) | (buf[ip + 14] << 8) | buf[ip + 15]) >>> 0
+  const dst = ((buf[ip + 16] << 24) | (buf[ip + 17] << 16) | (buf[ip + 18] << 8) | buf[ip + 19]) >>> 0
+  const stored = (buf[tcp + 16] << 8) | buf[tcp + 17]
+  if (stored !== csumFold(csumPseudoV4(src, dst, 6, tot - ihl))) return 0
+  const mss = mtu - ihl - thl
+  return mss > 0 ? mss : 0
+}
+
+function isTunnelSuperFrame(buf: Uint8Array, off: number, len: number): boolean {
+  if (len < VXLAN_HLEN + ETH_HLEN + 40 || (buf[off] & 0x08) === 0) return false
+  const f = off + VXLAN_HLEN
+  if (buf[f + 12] !== 0x08 || buf[f + 13] !== 0x00) return false
+  const ip = f + ETH_HLEN
+  if ((buf[ip] >>> 4) !== 4 || buf[ip + 9] !== 6) return false
+  return ((buf[ip + 2] << 8) | buf[ip + 3]) === len - VXLAN_HLEN - ETH_HLEN
 }
 
 /** Default anycast gateway MAC: 02:74:61:70:00:01, locally administered. */
@@ -509,8 +547,9 @@ export class Datapath {
       const len0 = rx.len[i]
       rxBytes += len0
       if (len0 === 0) { this.drops[Drop.Malformed]++; continue }
+      const gso = meta[3 * i + 2]
       // With UDP GRO one datagram may carry several of the sender's segments, each a VXLAN packet.
-      const seg = meta[3 * i + 2] > 0 ? meta[3 * i + 2] : len0
+      const seg = gso > 0 && !isTunnelSuperFrame(buf, off0, len0) ? gso : len0
       for (let off = off0; off < off0 + len0; off += seg) {
         this.underlayFrame(buf, off, off + seg <= off0 + len0 ? seg : off0 + len0 - off, meta[3 * i], meta[3 * i + 1], u.port, now)
       }
@@ -536,7 +575,15 @@ export class Datapath {
     const hlen = ethCheck(buf, frame, flen)
     if (hlen < 0) { this.drops[Drop.Malformed]++; return }
     // Larger than any pod of the network may receive (a peer's pods have the same MTU).
-    if (flen - hlen > net.mtu) { this.drops[Drop.Mtu]++; return }
+    let superMss = 0
+    if (flen - hlen > net.mtu) {
+      // A Linux VXLAN sender whose underlay is a veth hands over its tunnel GSO
+      // packet whole: one VXLAN header and a TCP super-frame with a partial
+      // checksum. It goes to the pod as a GSO frame of MTU-sized segments;
+      // anything else larger than the pods' MTU is dropped.
+      superMss = tcpSuperFrameMss(buf, frame, flen, net.mtu)
+      if (superMss === 0) { this.drops[Drop.Mtu]++; return }
+    }
     if (peer < 0) {
       // learnPeers: only a sender of valid VXLAN for one of our networks becomes a peer.
       peer = this.peers.add(src, false)
@@ -566,8 +613,9 @@ export class Datapath {
     } else {
       const q = this.pods[port]
       if (q === null) { this.drops[Drop.NotLocal]++; return }
-      if (buf[frame + 12] === 0x08 && buf[frame + 13] === 0x00) this.servicePath.inbound(buf, frame, frame + ETH_HLEN, flen, now, false)
-      if (q.vnetLen > 0) this.groAdd(q, buf, frame, flen)
+      if (buf[frame + 12] === 0x08 && buf[frame + 13] === 0x00) this.servicePath.inbound(buf, frame, frame + ETH_HLEN, flen, now, superMss > 0)
+      if (superMss > 0) this.deliverSuper(q, buf, frame, flen, superMss)
+      else if (q.vnetLen > 0) this.groAdd(q, buf, frame, flen)
       else this.queuePod(q, frame, flen, false)
     }
   }
@@ -874,6 +922,33 @@ export class Datapath {
     out.set(buf.subarray(frame, frame + len), vnet + VNET_HLEN)
     vnetWriteForDelivery(out, vnet, len)
     this.queuePod(q, vnet, VNET_HLEN + len, true)
+  }
+
+  /**
+   * A TCP/IPv4 super-frame from the underlay (partial checksum, MSS `mss`): to a
+   * pod with vnet headers as one GSO frame, else cut into segments.
+   */
+  private deliverSuper(q: PodPort, buf: Uint8Array, frame: number, len: number, mss: number): void {
+    this.groClose(q)
+    const out = this.scratch
+    const ihl = (buf[frame + ETH_HLEN] & 15) * 4
+    const hdr = ETH_HLEN + ihl + (buf[frame + ETH_HLEN + ihl + 12] >>> 4) * 4
+    if (q.vnetLen > 0) {
+      if (this.scratchUsed + VNET_HLEN + len > out.length) { this.drops[Drop.QueueFull]++; return }
+      const v = this.scratchUsed
+      this.scratchUsed += VNET_HLEN + len
+      out.set(buf.subarray(frame, frame + len), v + VNET_HLEN)
+      vnetWrite(out, v, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, hdr, mss, ETH_HLEN + ihl, 16)
+      this.queuePod(q, v, VNET_HLEN + len, true)
+      return
+    }
+    const at = this.scratchUsed
+    if (at + len + Math.ceil(len / mss) * 128 > out.length) { this.drops[Drop.QueueFull]++; return }
+    const n = tsoSegment(buf, frame, len, false, mss, out, at, 0, 1024)
+    if (n < 0) { this.drops[Drop.BadOffload]++; return }
+    const stride = TSO.hdrLen + mss
+    this.scratchUsed = at + (n - 1) * stride + TSO.lastLen
+    for (let k = 0; k < n; k++) this.queuePod(q, at + k * stride, k === n - 1 ? TSO.lastLen : stride, true)
   }
 
   private groClose(q: PodPort): void {

@@ -5,6 +5,7 @@
  */
 import * as path from 'node:path'
 import { TapestryError } from '../lib/errors'
+import { setBulkChecksum } from '../wire/checksum'
 
 export interface NativeAddon {
   tapOpen(name: string, flags: number): [number, string]
@@ -22,6 +23,7 @@ export interface NativeAddon {
   rxStart(fd: number, buf: Uint8Array, slotSize: number, headroom: number, lens: Uint32Array, max: number, cb: (n: number) => void): object
   udpRxStart(fd: number, buf: Uint8Array, slotSize: number, headroom: number, lens: Uint32Array, meta: Uint32Array, max: number, cb: (n: number) => void): object
   rxStop(handle: object): void
+  csumAdd(buf: Uint8Array, off: number, len: number, sum: number): number
 }
 
 /** TAP open flags (native/tap.c). */
@@ -100,6 +102,9 @@ function load(): NativeAddon {
 }
 
 const raw = load()
+
+// The native checksum twin takes over bulk checksums (see wire/checksum.ts).
+setBulkChecksum(raw.csumAdd)
 
 /**
  * The addon with errors humanized. Only the set-up calls are wrapped; the batch

@@ -14,7 +14,7 @@
 import { ETH_HLEN, ETH_OFF_TYPE, ETHERTYPE_IPV4 } from './ethernet'
 import { IPV4_OFF_TOTAL_LEN, IPV4_OFF_FRAG, IPV4_OFF_PROTO, IPV4_OFF_TTL, IPV4_OFF_TOS, IPV4_OFF_CSUM, IPV4_OFF_SRC, PROTO_TCP } from './ipv4'
 import { TCP_OFF_SEQ, TCP_OFF_ACK, TCP_OFF_FLAGS, TCP_OFF_CSUM, TCP_SYN, TCP_RST, TCP_URG, TCP_FIN, TCP_PSH, TCP_ACK, TCP_CWR, TCP_ECE } from './tcp'
-import { csumAdd, csumFinish, csumFold, csumPseudoV4 } from './checksum'
+import { csumAdd, csumAddBulk, csumFinish, csumFold, csumPseudoV4 } from './checksum'
 import { VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HLEN, vnetWrite, vnetWriteNone } from './vnet'
 import { PROTO_UDP } from './ipv4'
 
@@ -163,7 +163,7 @@ export function groChecksum(buf: Uint8Array, frame: number, len: number): number
   const src = ((buf[ip + IPV4_OFF_SRC] << 24) | (buf[ip + IPV4_OFF_SRC + 1] << 16) | (buf[ip + IPV4_OFF_SRC + 2] << 8) | buf[ip + IPV4_OFF_SRC + 3]) >>> 0
   const dst = ((buf[ip + IPV4_OFF_SRC + 4] << 24) | (buf[ip + IPV4_OFF_SRC + 5] << 16) | (buf[ip + IPV4_OFF_SRC + 6] << 8) | buf[ip + IPV4_OFF_SRC + 7]) >>> 0
   const pseudo = csumPseudoV4(src, dst, PROTO_TCP, l4len)
-  if (csumFold(csumAdd(buf, l4, l4len, pseudo)) === 0xffff) return GRO_CSUM_OK
+  if (csumFold(csumAddBulk(buf, l4, l4len, pseudo)) === 0xffff) return GRO_CSUM_OK
   const stored = (buf[l4 + TCP_OFF_CSUM] << 8) | buf[l4 + TCP_OFF_CSUM + 1]
   return stored === csumFold(pseudo) ? GRO_CSUM_PARTIAL : GRO_CSUM_BAD
 }

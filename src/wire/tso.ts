@@ -23,7 +23,7 @@ import { IPV4_OFF_CSUM, IPV4_OFF_ID, IPV4_OFF_TOTAL_LEN, IPV4_OFF_PROTO, IPV4_OF
 import { IPV6_OFF_PAYLOAD_LEN, IPV6_OFF_SRC, IPV6_OFF_DST, IPV6_HLEN } from './ipv6'
 import { TCP_OFF_SEQ, TCP_OFF_FLAGS, TCP_OFF_CSUM, TCP_FIN, TCP_PSH, TCP_CWR } from './tcp'
 import { UDP_OFF_LEN, UDP_OFF_CSUM, UDP_HLEN } from './udp'
-import { csumAdd, csumFinish, csumPseudoV4, csumPseudoV6 } from './checksum'
+import { csumAdd, csumAddBulk, csumFinish, csumPseudoV4, csumPseudoV6 } from './checksum'
 import { Malformed } from './malformed'
 
 /** What the last tsoSegment() call found (a reused record: nothing allocated per call). */
@@ -143,7 +143,7 @@ export function tsoSegment(buf: Uint8Array, frame: number, len: number, isUdp: b
     out[csumField] = 0
     out[csumField + 1] = 0
     let sum = v6 ? csumPseudoV6(out, ip + IPV6_OFF_SRC, ip + IPV6_OFF_DST, proto, l4len) : csumPseudoV4(src4, dst4, proto, l4len)
-    sum = csumAdd(out, l4o, l4len, sum)
+    sum = csumAddBulk(out, l4o, l4len, sum)
     let c = csumFinish(sum)
     if (isUdp && c === 0) c = 0xffff
     out[csumField] = c >>> 8
