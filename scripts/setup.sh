@@ -38,7 +38,7 @@ fi
 
 # Dependencies with native parts (allowed in package.json's allowScripts); rebuilt
 # here too in case the npm in use skipped their install scripts.
-for dep in cap; do
+for dep in cap raw-socket; do
   if [ -d "node_modules/$dep" ] && ! ls node_modules/$dep/build/Release/*.node >/dev/null 2>&1; then
     log "building $dep"
     (cd "node_modules/$dep" && ../.bin/node-gyp rebuild $( [ -f /usr/include/node/node_api.h ] && echo --nodedir=/usr ) --loglevel=error >/dev/null)

@@ -255,6 +255,8 @@ export class Agent extends EventEmitter {
       portSecurity: p.portSecurity, vnetHdr: tap.vnetHdr,
     }
     const port = this.datapath.addPod(spec, tap)
+    // Announce it: an address handed out again must not stay mapped to the old pod's MAC elsewhere.
+    this.datapath.announce(port)
     this.pods.set(p.name, { cfg: p, tap, portId: port.id })
     this.emit('pod-added', p, this.dynamic.find((d) => d.name === p.name)?.containerId ?? null)
     this.log.info({ pod: p.name, netns: p.netns, ip: p.ip, mac: p.mac, vni: p.vni, port: port.id, reattached }, reattached ? 'pod re-attached' : 'pod added')

@@ -9,6 +9,7 @@ import { loadConfigFile, ConfigError, ConfigReadError } from '../control/config'
 import { createLogger } from '../observe/log'
 import { ApiServer } from '../control/api'
 import { MetricsServer } from '../observe/metrics'
+import { PeerHealth, startPeerHealth } from '../control/peer-health'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { parse as parseYaml } from 'yaml'
@@ -65,14 +66,18 @@ export const agentCommand: Command = {
     const agent = new Agent(cfg, log, readRaw(file), statePath)
     const api = new ApiServer(agent, socketPath)
     let metrics: MetricsServer | null = null
+    // Peer health probing (ICMP echo, small and full-size with DF): after the agent, stopped before it.
+    let health: PeerHealth | null = null
     // Cluster mode (etcd): loaded only when configured, so a plain agent never loads the gRPC client.
     let cluster: import('../control/cluster').ClusterStore | null = null
     try {
       await agent.start()
+      health = startPeerHealth(agent)
       await api.listen()
       // metrics.listen '' turns the Prometheus endpoint off.
       if (cfg.metrics.listen !== '') {
-        metrics = await MetricsServer.start(cfg.metrics.listen, agent)
+        const h = health
+        metrics = await MetricsServer.start(cfg.metrics.listen, { datapath: agent.datapath, podStates: () => agent.podStates(), peerHealth: () => h.reading() })
         log.info({ listen: metrics.address }, 'metrics endpoint open')
       }
       if (cfg.cluster) {
@@ -87,6 +92,7 @@ export const agentCommand: Command = {
       process.stderr.write(`tapestry agent: ${(err as Error).message}\n`)
       await cluster?.stop().catch(() => undefined)
       await api.close().catch(() => undefined)
+      health?.stop()
       await agent.stop().catch(() => undefined)
       return 1
     }
@@ -98,7 +104,7 @@ export const agentCommand: Command = {
         log.info({ signal: sig }, 'stopping')
         // api.close() first ends running captures, so their pcap streams end on whole records.
         // The cluster store goes first: revoking its lease tells the other nodes at once.
-        Promise.resolve(cluster?.stop()).then(() => api.close()).then(() => metrics?.close()).then(() => agent.stop()).then(() => resolve(0), (err) => { log.error({ err }, 'stop failed'); resolve(1) })
+        Promise.resolve(cluster?.stop()).then(() => api.close()).then(() => metrics?.close()).then(() => health?.stop()).then(() => agent.stop()).then(() => resolve(0), (err) => { log.error({ err }, 'stop failed'); resolve(1) })
       }
       process.on('SIGTERM', () => stop('SIGTERM'))
       process.on('SIGINT', () => stop('SIGINT'))

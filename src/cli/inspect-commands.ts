@@ -67,10 +67,29 @@ export const statsCommand: Command = simple('Show counters: frames, bytes, drops
       '\n' + table(drops, ['reason', 'count']) + '\n' + `fdb: ${JSON.stringify(s.fdb)}\narp: ${JSON.stringify(s.arp)}\nmean batch: ${(s.meanBatch as number).toFixed(2)} frames\n`
   })
 
-export const peersCommand: Command = simple('List the remote VTEPs.', 'tapestry peers [--json] [--socket PATH]', [],
+/** A /v1/peers row as the table shows it: RTT, loss, whether full-size VXLAN packets get through, last answer. */
+export function peerTableRow(r: Record<string, unknown>): Record<string, unknown> {
+  const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null)
+  const rtt = num(r.rttMs)
+  const loss = num(r.lossPct)
+  const seen = num(r.lastSeenMs)
+  const pathMtu = num(r.pathMtu)
+  return {
+    address: r.address,
+    configured: r.configured,
+    state: r.state ?? 'unknown',
+    rtt: rtt === null ? null : rtt < 10 ? `${rtt.toFixed(2)}ms` : `${rtt.toFixed(1)}ms`,
+    loss: loss === null ? null : `${loss}%`,
+    // 'ok': full-size VXLAN packets get through; 'BLACKHOLE': they do not (the largest that did, when known).
+    fullsize: r.pathMtuOk === true ? 'ok' : r.pathMtuOk === false ? `BLACKHOLE${pathMtu === null ? '' : ` (max ${pathMtu})`}` : null,
+    seen: seen === null ? null : `${(seen / 1000).toFixed(1)}s ago`,
+  }
+}
+
+export const peersCommand: Command = simple('List the remote VTEPs with their health: up/down, RTT, loss, path MTU.', 'tapestry peers [--json] [--socket PATH]', [],
   async (c) => {
     const rows = await request<Record<string, unknown>[]>(c.socket, 'GET', '/v1/peers')
-    return c.json ? JSON.stringify(rows, null, 2) + '\n' : table(rows, ['address', 'configured'])
+    return c.json ? JSON.stringify(rows, null, 2) + '\n' : table(rows.map(peerTableRow), ['address', 'configured', 'state', 'rtt', 'loss', 'fullsize', 'seen'])
   })
 
 const podList = simple('List pods.', 'tapestry pod list [--json] [--socket PATH]', [], async (c) => {

@@ -20,6 +20,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { Agent } from '../agent'
 import { ConfigError } from './config'
+import { peerHealthOf, UNKNOWN_VIEW } from './peer-health'
 import { TapestryError } from '../lib/errors'
 import { DROP_NAMES } from '../datapath/drops'
 import { SERVICE_DROP_NAMES, SERVICE_STAT_NAMES } from '../service/service-path'
@@ -355,8 +356,13 @@ export class ApiServer {
         return send(200, this.agent.podStates().map(podRow))
       }
       if (req.method === 'GET' && url.pathname === '/v1/peers') {
+        // Health fields (state, rttMs, lastSeenMs, pathMtuOk, pathMtu, lossPct) come from the prober (control/peer-health.ts).
         const dp = this.agent.datapath
-        return send(200, dp.peers.list().map((a) => ({ address: ipv4Format(a), configured: dp.peers.configured[dp.peers.indexOf(a)] === 1 })))
+        const health = peerHealthOf(this.agent)
+        return send(200, dp.peers.list().map((a) => ({
+          address: ipv4Format(a), configured: dp.peers.configured[dp.peers.indexOf(a)] === 1,
+          ...(health ? health.view(a) : UNKNOWN_VIEW),
+        })))
       }
       if (req.method === 'GET' && url.pathname === '/v1/stats') return send(200, statsView(this.agent))
       if (req.method === 'GET' && url.pathname === '/v1/services') return send(200, this.agent.datapath.services.list())

@@ -231,6 +231,29 @@ export const metricsSchema = z.strictObject({
     .default(METRICS_DEFAULT_LISTEN),
 }, { error: notA('a mapping') })
 
+/** Peer health probing (control/peer-health.ts): ICMP echo to each peer's underlay address. */
+export const HEALTH_DEFAULT_INTERVAL_S = 2
+export const HEALTH_DEFAULT_TIMEOUT_MS = 1000
+/** Probes lost in a row before a peer is down (or, for the full-size probe, before its path is a black hole). */
+export const HEALTH_DEFAULT_DOWN_AFTER = 3
+/** How many of the latest probes lossPct is computed over. */
+export const HEALTH_DEFAULT_LOSS_WINDOW = 20
+/** The shortest probe interval other than 0 (off). */
+export const HEALTH_MIN_INTERVAL_S = 0.1
+
+export const healthSchema = z.strictObject({
+  /** Seconds between probe rounds; 0 turns probing off. */
+  intervalSeconds: z.number({ error: notA(`0 (off) or a number of seconds from ${HEALTH_MIN_INTERVAL_S} to 3600`) })
+    .refine((v) => Number.isFinite(v) && (v === 0 || (v >= HEALTH_MIN_INTERVAL_S && v <= 3600)), {
+      error: (iss) => `${showValue(iss.input)} is not 0 (off) or a number of seconds from ${HEALTH_MIN_INTERVAL_S} to 3600`,
+    })
+    .default(HEALTH_DEFAULT_INTERVAL_S),
+  /** How long a probe waits for its answer. */
+  timeoutMs: intIn(10, 60000).default(HEALTH_DEFAULT_TIMEOUT_MS),
+  downAfter: intIn(1, 100).default(HEALTH_DEFAULT_DOWN_AFTER),
+  lossWindow: intIn(1, 1000).default(HEALTH_DEFAULT_LOSS_WINDOW),
+}, { error: notA('a mapping') })
+
 /** Storm control: flooded frames (broadcast, multicast, unknown unicast) a pod may send. */
 export const stormSchema = z.strictObject({
   floodPerSecond: z.number({ error: notA('a non-negative integer (0 = unlimited)') }).int({ error: notA('a non-negative integer (0 = unlimited)') })
@@ -305,6 +328,7 @@ export const configSchema = z.strictObject({
   log: logSchema.prefault({}),
   api: apiSchema.prefault({}),
   metrics: metricsSchema.prefault({}),
+  health: healthSchema.prefault({}),
   /** Service objects are checked by the service layer's own validator (config-rules.ts). */
   services: z.array(z.unknown(), { error: notA('a list') }).default(() => []),
   dns: dnsSchema.optional(),

@@ -31,7 +31,7 @@ export { derivePodMac } from './pod-mac'
 import type { ServiceSpec } from '../service/service-model'
 export { netnsPath } from './config-rules'
 export {
-  CLUSTER_DEFAULT_BLOCK_PREFIX, CLUSTER_DEFAULT_LEASE_TTL_S, CLUSTER_DEFAULT_PREFIX, ETCD_DEFAULT_PORT, FDB_DEFAULT_AGE_S, FDB_DEFAULT_MAX_ENTRIES, LOG_LEVELS, METRICS_DEFAULT_LISTEN, NETNS_RUN_DIR, POD_DEFAULT_IFNAME,
+  CLUSTER_DEFAULT_BLOCK_PREFIX, CLUSTER_DEFAULT_LEASE_TTL_S, CLUSTER_DEFAULT_PREFIX, ETCD_DEFAULT_PORT, FDB_DEFAULT_AGE_S, FDB_DEFAULT_MAX_ENTRIES, HEALTH_DEFAULT_DOWN_AFTER, HEALTH_DEFAULT_INTERVAL_S, HEALTH_DEFAULT_LOSS_WINDOW, HEALTH_DEFAULT_TIMEOUT_MS, LOG_LEVELS, METRICS_DEFAULT_LISTEN, NETNS_RUN_DIR, POD_DEFAULT_IFNAME,
   VNI_MAX, VXLAN_DEFAULT_SRC_PORT_MAX, VXLAN_DEFAULT_SRC_PORT_MIN, VXLAN_IANA_PORT, VXLAN_OVERHEAD_LEN,
 } from './config-schema'
 export type { LogLevel } from './config-schema'
@@ -143,6 +143,8 @@ export interface Config {
   log: LogConfig
   api: ApiConfig
   metrics: MetricsConfig
+  /** Peer health probing (ICMP echo to each peer, small and full-size with DF). */
+  health: HealthConfig
   /** Services as written (checked by the service layer's validator). */
   services: ServiceSpec[]
   dns: DnsConfig | null
@@ -163,6 +165,17 @@ export interface ClusterConfig {
   leaseTTL: number
   /** Prefix length of the block of each network's subnet this node leases. */
   blockPrefix: number
+}
+
+export interface HealthConfig {
+  /** Seconds between probe rounds to each peer; 0 when probing is off. Default 2. */
+  intervalSeconds: number
+  /** How long a probe waits for its echo reply. Default 1000. */
+  timeoutMs: number
+  /** Probes lost in a row before a peer is down (full-size ones: before its path is a black hole). Default 3. */
+  downAfter: number
+  /** Number of latest probes lossPct covers. Default 20. */
+  lossWindow: number
 }
 
 export interface MetricsConfig {
@@ -284,6 +297,7 @@ function normalize(raw: RawConfig): Config {
     log: { ...raw.log },
     api: { socket: raw.api.socket ?? `/run/tapestry/${raw.node.name}.sock` },
     metrics: { listen: raw.metrics.listen },
+    health: { ...raw.health },
     services: raw.services as ServiceSpec[],
     serviceRange: raw.serviceRange ? `${ipv4Format(raw.serviceRange.addr)}/${raw.serviceRange.prefix}` : null,
     dns: raw.dns ? { ip: raw.dns.ip.text, ipAddr: raw.dns.ip.addr, clusterDomain: raw.dns.clusterDomain } : null,

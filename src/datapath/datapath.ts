@@ -157,15 +157,6 @@ function tcpSuperFrameMss(buf: Uint8Array, frame: number, len: number, mtu: numb
   return mss > 0 ? mss : 0
 }
 
-function isTunnelSuperFrame(buf: Uint8Array, off: number, len: number): boolean {
-  if (len < VXLAN_HLEN + ETH_HLEN + 40 || (buf[off] & 0x08) === 0) return false
-  const f = off + VXLAN_HLEN
-  if (buf[f + 12] !== 0x08 || buf[f + 13] !== 0x00) return false
-  const ip = f + ETH_HLEN
-  if ((buf[ip] >>> 4) !== 4 || buf[ip + 9] !== 6) return false
-  return ((buf[ip + 2] << 8) | buf[ip + 3]) === len - VXLAN_HLEN - ETH_HLEN
-}
-
 /** Default anycast gateway MAC: 02:74:61:70:00:01, locally administered. */
 export const ROUTER_MAC_HI = 0x0274
 export const ROUTER_MAC_LO = 0x61700001
@@ -188,16 +179,21 @@ const UDP_TX_CAPACITY = 4096
 /** Largest UDP payload of one GSO send over IPv4, and the kernel's segment limit (UDP_MAX_SEGMENTS). */
 const GSO_MAX_BYTES = 65507
 const GSO_MAX_SEGMENTS = 64
-/** Room for a GRO merge in the scratch slab: vnet header + a 64 KiB IPv4 packet + Ethernet. */
-const GRO_RESERVE = VNET_HLEN + 14 + GRO_MAX_IP_LEN
+/** Most segments chained into merges in one batch (64 datagrams of up to 64 GRO segments). */
+const GRO_CHAIN_MAX = 64 * 64
 
 export class PodPort {
   /** Frames to write that live in the current rx slab. */
   readonly tx: TxList
   /** Frames to write that live in the datapath's scratch slab (written after tx). */
   readonly txScratch: TxList
-  /** Open GRO merge for this pod in the scratch slab (-1: none). */
-  groVnet = -1
+  /**
+   * Open GRO merge for this pod: its first segment's offset in the rx slab (-1:
+   * none), and the chain of payloads that follow (see Datapath.groChain*).
+   */
+  groFirst = -1
+  groHead = -1
+  groTail = -1
   groLen = 0
   groHdr = 0
   groMss = 0
@@ -280,6 +276,13 @@ export class Datapath {
   private batchNow = 0
   /** MTU of the pod whose batch is being processed. */
   private batchMtu = 65535
+  /** GRO payload chains of this batch: rx slab offset, length, next index. */
+  private readonly groChainOff = new Int32Array(GRO_CHAIN_MAX)
+  private readonly groChainLen = new Int32Array(GRO_CHAIN_MAX)
+  private readonly groChainNext = new Int32Array(GRO_CHAIN_MAX)
+  private groChainCount = 0
+  /** The rx slab the open merges point into. */
+  private groBuf: Uint8Array = new Uint8Array(0)
   /** Pods with an open GRO merge in this batch. */
   private readonly groOpen = new Int32Array(MAX_PORTS)
   private groCount = 0
@@ -355,6 +358,41 @@ export class Datapath {
     for (let s = 0; s < 4; s++) this.stats[id * 4 + s] = 0
     io.start((n) => this.onPodBatch(pod, n))
     return pod
+  }
+
+  /**
+   * Gratuitous ARP for a new pod, to the other local pods and every peer: agents
+   * and kernels that still map its IP to an earlier pod's MAC (an address handed
+   * out again) learn the new one at once.
+   */
+  announce(pod: PodPort): void {
+    const net = this.nets.get(pod.spec.vni)
+    if (!net) return
+    const frameLen = ETH_HLEN + ARP_LEN
+    const b = new Uint8Array(2 * (VNET_HLEN + VXLAN_HLEN + frameLen))
+    const local = VNET_HLEN
+    const remote = local + frameLen + VXLAN_HLEN
+    for (const f of [local, remote]) {
+      for (let i = 0; i < ETH_ALEN; i++) b[f + i] = 0xff
+      macWrite(b, f + ETH_OFF_SRC, pod.spec.macHi, pod.spec.macLo)
+      b[f + 12] = ETHERTYPE_ARP >>> 8
+      b[f + 13] = ETHERTYPE_ARP & 255
+      arpWrite(b, f + ETH_HLEN, ARP_OP_REQUEST, pod.spec.macHi, pod.spec.macLo, pod.spec.ip, 0, 0, pod.spec.ip)
+    }
+    const one = new TxList(1)
+    for (let k = 0; k < net.ports.length; k++) {
+      const q = this.pods[net.ports[k]]
+      if (q === null || q === pod) continue
+      one.count = 0
+      if (q.vnetLen > 0) one.push(local - VNET_HLEN, VNET_HLEN + frameLen)
+      else one.push(local, frameLen)
+      q.io.write(b, one.offs, one.lens, 1)
+    }
+    if (this.txSockets.length === 0 || this.peers.active.length === 0) return
+    vxlanWrite(b, remote - VXLAN_HLEN, net.vni)
+    const tx = new TxList(this.peers.active.length)
+    for (const p of this.peers.active) tx.pushTo(remote - VXLAN_HLEN, VXLAN_HLEN + frameLen, this.peers.addr[p], this.vxlanPort, 0)
+    this.txSockets[0].io.send(b, tx)
   }
 
   removePod(id: number): void {
@@ -536,6 +574,8 @@ export class Datapath {
     const now = this.now()
     this.batchNow = now
     const rx = u.rx
+    this.groBuf = rx.data
+    this.groChainCount = 0
     const buf = rx.data
     const meta = rx.meta
     this.batches++
@@ -549,7 +589,7 @@ export class Datapath {
       if (len0 === 0) { this.drops[Drop.Malformed]++; continue }
       const gso = meta[3 * i + 2]
       // With UDP GRO one datagram may carry several of the sender's segments, each a VXLAN packet.
-      const seg = gso > 0 && !isTunnelSuperFrame(buf, off0, len0) ? gso : len0
+      const seg = gso > 0 ? gso : len0
       for (let off = off0; off < off0 + len0; off += seg) {
         this.underlayFrame(buf, off, off + seg <= off0 + len0 ? seg : off0 + len0 - off, meta[3 * i], meta[3 * i + 1], u.port, now)
       }
@@ -879,16 +919,21 @@ export class Datapath {
    * goes through the scratch slab, so one flow's frames keep their order.
    */
   private groAdd(q: PodPort, buf: Uint8Array, frame: number, len: number): void {
-    const out = this.scratch
     let hdr = groEligible(buf, frame, len)
     // A segment whose checksum fails stays out of merges (it goes alone, and the pod drops it).
     if (hdr > 0 && groChecksum(buf, frame, len) === GRO_CSUM_BAD) hdr = 0
-    if (q.groVnet >= 0) {
-      const m = q.groVnet + VNET_HLEN
+    if (q.groFirst >= 0) {
       const payload = len - hdr
-      if (hdr > 0 && payload <= q.groMss && q.groLen + payload <= 14 + GRO_MAX_IP_LEN &&
-          groCanAppend(out, m, q.groHdr, q.groNextSeq, buf, frame, hdr)) {
-        out.set(buf.subarray(frame + hdr, frame + len), m + q.groLen)
+      if (hdr > 0 && payload <= q.groMss && q.groLen + payload <= ETH_HLEN + GRO_MAX_IP_LEN &&
+          this.groChainCount < GRO_CHAIN_MAX && groCanAppend(buf, q.groFirst, q.groHdr, q.groNextSeq, buf, frame, hdr)) {
+        // Chain the payload; it is copied once, when the merge closes.
+        const c = this.groChainCount++
+        this.groChainOff[c] = frame + hdr
+        this.groChainLen[c] = payload
+        this.groChainNext[c] = -1
+        if (q.groTail >= 0) this.groChainNext[q.groTail] = c
+        else q.groHead = c
+        q.groTail = c
         q.groLen += payload
         q.groSegs++
         q.groNextSeq = (q.groNextSeq + payload) >>> 0
@@ -900,22 +945,21 @@ export class Datapath {
       this.groClose(q)
     }
     if (hdr > 0) {
-      if (this.scratchUsed + GRO_RESERVE > out.length) { this.drops[Drop.QueueFull]++; return }
-      const vnet = this.scratchUsed
-      this.scratchUsed += GRO_RESERVE
-      out.set(buf.subarray(frame, frame + len), vnet + VNET_HLEN)
-      q.groVnet = vnet
+      q.groFirst = frame
       q.groLen = len
       q.groHdr = hdr
       q.groMss = len - hdr
       q.groSegs = 1
       q.groPsh = false
+      q.groHead = -1
+      q.groTail = -1
       const t = frame + 34
       q.groNextSeq = (((buf[t + TCP_OFF_SEQ] << 24) | (buf[t + TCP_OFF_SEQ + 1] << 16) | (buf[t + TCP_OFF_SEQ + 2] << 8) | buf[t + TCP_OFF_SEQ + 3]) + q.groMss) >>> 0
       this.groOpen[this.groCount++] = q.id
       if ((buf[t + TCP_OFF_FLAGS] & TCP_PSH) !== 0) this.groClose(q)
       return
     }
+    const out = this.scratch
     if (this.scratchUsed + VNET_HLEN + len > out.length) { this.drops[Drop.QueueFull]++; return }
     const vnet = this.scratchUsed
     this.scratchUsed += VNET_HLEN + len
@@ -926,7 +970,7 @@ export class Datapath {
 
   /**
    * A TCP/IPv4 super-frame from the underlay (partial checksum, MSS `mss`): to a
-   * pod with vnet headers as one GSO frame, else cut into segments.
+   * pod with vnet headers as one GSO frame; a pod without them cannot take it.
    */
   private deliverSuper(q: PodPort, buf: Uint8Array, frame: number, len: number, mss: number): void {
     this.groClose(q)
@@ -942,22 +986,34 @@ export class Datapath {
       this.queuePod(q, v, VNET_HLEN + len, true)
       return
     }
-    const at = this.scratchUsed
-    if (at + len + Math.ceil(len / mss) * 128 > out.length) { this.drops[Drop.QueueFull]++; return }
-    const n = tsoSegment(buf, frame, len, false, mss, out, at, 0, 1024)
-    if (n < 0) { this.drops[Drop.BadOffload]++; return }
-    const stride = TSO.hdrLen + mss
-    this.scratchUsed = at + (n - 1) * stride + TSO.lastLen
-    for (let k = 0; k < n; k++) this.queuePod(q, at + k * stride, k === n - 1 ? TSO.lastLen : stride, true)
+    // A pod without vnet headers takes frames of its MTU only.
+    this.drops[Drop.Mtu]++
   }
 
+  /**
+   * Builds a merge in the scratch slab, exactly sized: the first segment whole,
+   * then the chained payloads, behind the virtio-net header groFinish writes.
+   */
   private groClose(q: PodPort): void {
-    if (q.groVnet < 0) return
-    groFinish(this.scratch, q.groVnet, q.groLen, q.groHdr, q.groMss, q.groSegs, q.groPsh)
-    this.queuePod(q, q.groVnet, VNET_HLEN + q.groLen, true)
-    // Give back the unused part of the reservation when it is the last one made.
-    if (this.scratchUsed === q.groVnet + GRO_RESERVE) this.scratchUsed = q.groVnet + VNET_HLEN + q.groLen
-    q.groVnet = -1
+    const first = q.groFirst
+    if (first < 0) return
+    q.groFirst = -1
+    const out = this.scratch
+    const buf = this.groBuf
+    if (this.scratchUsed + VNET_HLEN + q.groLen > out.length) { this.drops[Drop.QueueFull] += q.groSegs; return }
+    const vnet = this.scratchUsed
+    this.scratchUsed += VNET_HLEN + q.groLen
+    let o = vnet + VNET_HLEN
+    const firstLen = q.groHdr + q.groMss
+    out.set(buf.subarray(first, first + firstLen), o)
+    o += firstLen
+    for (let c = q.groHead; c >= 0; c = this.groChainNext[c]) {
+      const off = this.groChainOff[c]
+      out.set(buf.subarray(off, off + this.groChainLen[c]), o)
+      o += this.groChainLen[c]
+    }
+    groFinish(out, vnet, q.groLen, q.groHdr, q.groMss, q.groSegs, q.groPsh)
+    this.queuePod(q, vnet, VNET_HLEN + q.groLen, true)
   }
 
   private groCloseAll(): void {

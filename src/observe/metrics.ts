@@ -22,6 +22,11 @@
  *                                           perf_hooks.monitorEventLoopDelay over the
  *                                           time since the previous scrape (reset after each)
  *   tapestry_pods, tapestry_peers           gauges
+ *   tapestry_peer_up{peer}                  1 up, 0 down (peer health probing; absent while unknown)
+ *   tapestry_peer_rtt_seconds{peer}         RTT of the latest answered small probe
+ *   tapestry_peer_path_mtu_ok{peer}         1: full-size VXLAN packets get through, 0: MTU black hole
+ *   tapestry_peer_probe_loss_ratio{peer}    unanswered small probes over the loss window (0..1)
+ *   tapestry_peer_mtu_blackhole_total       MTU black holes detected (and logged) since start
  */
 import * as http from 'node:http'
 import { monitorEventLoopDelay, IntervalHistogram } from 'node:perf_hooks'
@@ -35,10 +40,17 @@ import { parseListen } from './listen-address'
 export const METRICS_DEFAULT_LISTEN = '127.0.0.1:9464'
 export const METRICS_PATH = '/metrics'
 
-/** What metrics read: the datapath and the names of its pod ports (the Agent fits). */
+/** Peer health as metrics read it (control/peer-health.ts's PeerHealth.reading() fits). */
+export interface PeerHealthReading {
+  peers: { address: string; state: string; rttMs: number | null; pathMtuOk: boolean | null; lossPct: number | null }[]
+  blackholes: number
+}
+
+/** What metrics read: the datapath and the names of its pod ports (the Agent fits), and peer health when probed. */
 export interface MetricsSource {
   readonly datapath: Datapath
   podStates(): { name: string; port: number }[]
+  peerHealth?(): PeerHealthReading | null
 }
 
 export interface AgentMetrics {
@@ -110,6 +122,29 @@ export function createAgentMetrics(src: MetricsSource): AgentMetrics {
     collect() { const d = dp(); this.set(d.batches > 0 ? d.batchFrames / d.batches : 0) } })
   new Gauge({ name: 'tapestry_pods', help: 'Pods attached to this agent.', registers: reg, collect() { this.set(src.podStates().length) } })
   new Gauge({ name: 'tapestry_peers', help: 'Remote VTEPs known.', registers: reg, collect() { this.set(dp().peers.size) } })
+
+  // Peer health: read at scrape time from the prober's state (nothing per packet).
+  const health = (): PeerHealthReading['peers'] => src.peerHealth?.()?.peers ?? []
+  const perPeer = (name: string, help: string, value: (p: PeerHealthReading['peers'][number]) => number | null): void => {
+    new Gauge({
+      name, help, labelNames: ['peer'], registers: reg,
+      collect() {
+        this.reset()
+        for (const p of health()) {
+          const v = value(p)
+          if (v !== null) this.set({ peer: p.address }, v)
+        }
+      },
+    })
+  }
+  perPeer('tapestry_peer_up', 'Whether the peer answers ICMP echo on its underlay address (1 up, 0 down).',
+    (p) => (p.state === 'up' ? 1 : p.state === 'down' ? 0 : null))
+  perPeer('tapestry_peer_rtt_seconds', 'RTT of the latest answered small probe to the peer.', (p) => (p.rttMs === null ? null : p.rttMs / 1000))
+  perPeer('tapestry_peer_path_mtu_ok', 'Whether full-size VXLAN packets (node.podMtu + 50 bytes, DF) reach the peer (0: MTU black hole).',
+    (p) => (p.pathMtuOk === null ? null : p.pathMtuOk ? 1 : 0))
+  perPeer('tapestry_peer_probe_loss_ratio', 'Share of unanswered small probes to the peer over the loss window.', (p) => (p.lossPct === null ? null : p.lossPct / 100))
+  new Counter({ name: 'tapestry_peer_mtu_blackhole_total', help: 'MTU black holes toward peers detected since the agent started.', registers: reg,
+    collect() { this.reset(); this.inc(src.peerHealth?.()?.blackholes ?? 0) } })
 
   const loop: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 })
   loop.enable()

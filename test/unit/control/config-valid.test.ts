@@ -41,6 +41,7 @@ test('a config with only required keys normalizes with every default', () => {
     log: { level: 'info' },
     api: { socket: '/run/tapestry/host-a.sock' },
     metrics: { listen: '127.0.0.1:9464' },
+    health: { intervalSeconds: 2, timeoutMs: 1000, downAfter: 3, lossWindow: 20 },
     services: [],
     dns: null,
     serviceRange: null,
