@@ -14,8 +14,8 @@ import { defaultSocket } from './client'
 
 /** The compiled plugin (src/cni/plugin.ts). */
 export const PLUGIN_SOURCE = path.join(__dirname, '..', 'cni', 'plugin.js')
-/** Where CNI runtimes look by default (podman also looks in /usr/lib/cni and others). */
-export const DEFAULT_PLUGIN_DIR = '/opt/cni/bin'
+/** Where Debian's CNI plugins live and podman looks first (containerd uses /opt/cni/bin: pass --dir). */
+export const DEFAULT_PLUGIN_DIR = '/usr/lib/cni'
 export const DEFAULT_CONF_DIR = '/etc/cni/net.d'
 export const PLUGIN_NAME = 'tapestry'
 /** Config versions the plugin accepts (src/cni/plugin.ts SUPPORTED_VERSIONS). */
