@@ -41,6 +41,14 @@ networks:
   - {name: blue, vni: 42, subnet: 10.244.0.0/16, gateway: 10.244.0.1}
 peers: [${peer_list}]
 api: {socket: ${STATE_DIR}/${NODE_NAME}.sock}
+dns: {ip: 10.96.0.53, clusterDomain: cluster.local}
+services:
+  # One web service with a backend on host-a and one on host-b; every agent balances it.
+  - name: web
+    namespace: default
+    clusterIP: 10.96.0.10
+    ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+    endpoints: [{ip: 10.244.1.2}, {ip: 10.244.2.2}]
 pods:
 ${pods}
 YAML

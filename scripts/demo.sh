@@ -22,6 +22,7 @@ cleanup() {
     [ -f "$STATE_DIR/$h.pid" ] && kill "$(cat "$STATE_DIR/$h.pid")" 2>/dev/null || true
   done
   sleep 0.5
+  rm -rf /etc/netns/$P-host-c-p2
   for ns in $(ip netns list | awk '{print $1}' | grep "^$P-"); do
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
     ip netns del "$ns" 2>/dev/null
@@ -82,8 +83,30 @@ ip netns exec $P-host-c-p1 iperf3 -s -1 >/dev/null 2>&1 &
 sleep 0.5
 run ip netns exec $P-host-a-p2 iperf3 -c 10.244.3.2 -t 2 -f g | grep -E 'sender|receiver'
 
-bold "6. Counters of host-a: frames per port, drops by reason"
+bold "6. A service: web (10.96.0.10:80) with backends on host-a and host-b, called from host-c"
+ip netns exec $P-host-a-p1 node demo/web-server.js host-a-web-1 >/dev/null 2>&1 & disown
+ip netns exec $P-host-b-p1 node demo/web-server.js host-b-web-1 >/dev/null 2>&1 & disown
+for _ in $(seq 1 50); do ip netns exec $P-host-b-p1 ss -ltn | grep -q ':8080' && ip netns exec $P-host-a-p1 ss -ltn | grep -q ':8080' && break; sleep 0.1; done
+say "each connection is balanced by host-c's agent (Maglev); the answer names the backend:"
+for i in 1 2 3 4 5 6; do ip netns exec $P-host-c-p1 curl -s --retry 2 --retry-delay 1 -m 5 http://10.96.0.10/ | sed 's/^/     /'; done
+say "and by name, through the agent's cluster DNS (10.96.0.53):"
+mkdir -p /etc/netns/$P-host-c-p2 && echo "nameserver 10.96.0.53" > /etc/netns/$P-host-c-p2/resolv.conf
+run ip netns exec $P-host-c-p2 curl -s --retry 2 --retry-delay 1 -m 5 http://web.default.svc.cluster.local/
+run ip netns exec $P-host-c node bin/tapestry svc list --socket "$STATE_DIR/host-c.sock"
+
+bold "7. A capture from inside the dataplane: host-a-web-1's traffic, as a pcap file"
+ip netns exec $P-host-a node bin/tapestry capture --pod host-a-web-1 -c 12 --duration 10 -w "$STATE_DIR/web.pcap" --socket "$STATE_DIR/host-a.sock" 2>/dev/null &
+cap=$!
+sleep 0.5
+for i in 1 2 3 4 5 6; do ip netns exec $P-host-c-p1 curl -s -m 5 http://10.96.0.10/ >/dev/null; done
+wait $cap || true
+run tcpdump -nr "$STATE_DIR/web.pcap" 2>/dev/null | head -12
+say "open it in Wireshark, or: tshark -r $STATE_DIR/web.pcap  (--underlay captures show VXLAN, VNI 42)"
+
+bold "8. Counters and metrics of host-a"
 run ip netns exec $P-host-a node bin/tapestry stats --socket "$STATE_DIR/host-a.sock"
+say "Prometheus metrics (curl 127.0.0.1:9464/metrics in the host's namespace), a few of them:"
+ip netns exec $P-host-a curl -s http://127.0.0.1:9464/metrics | grep -E '^tapestry_(frames_total|drops_total|fdb_entries)' | head -8 | sed 's/^/     /'
 
 if [ $KEEP = 1 ]; then
   bold "Left running (--keep). Explore:"
