@@ -105,12 +105,19 @@ function podRow(p: ReturnType<Agent['podStates']>[number]): Record<string, unkno
 function readJson(req: http.IncomingMessage): Promise<unknown> {
   return new Promise((resolve, reject) => {
     let text = ''
+    let tooLarge = false
     req.setEncoding('utf8')
     req.on('data', (c: string) => {
+      if (tooLarge) return // the rest is read and discarded, so the 400 reaches the client
       text += c
-      if (text.length > 4 << 20) { reject(new TapestryError('TAPESTRY_API_TOO_LARGE', 'request body over 4 MiB')); req.destroy() }
+      if (text.length > 4 << 20) {
+        tooLarge = true
+        text = ''
+        reject(new TapestryError('TAPESTRY_API_TOO_LARGE', 'request body over 4 MiB'))
+      }
     })
     req.on('end', () => {
+      if (tooLarge) return
       if (text.trim() === '') return resolve({})
       try { resolve(JSON.parse(text)) } catch { reject(new TapestryError('TAPESTRY_API_BAD_REQUEST', 'the request body is not JSON')) }
     })
