@@ -28,7 +28,7 @@ import { Lab, PREFIX, RUN_ID, sh } from '../test/harness/lab'
 import { TAPESTRY_BIN } from '../test/harness/overlay'
 import { Cell, MEASUREMENTS, SETTINGS } from './lib/e2e-figures'
 import { BenchPath, BUILDERS, PATH_ORDER } from './lib/e2e-paths'
-import { environment, header, markdown, notes, ratio, resultFiles, Results, resultsTable, cellText, svgChart } from './lib/e2e-report'
+import { environment, header, markdown, notes, ratio, resultFiles, Results, resultsTable, cellText, svgChart, vipLines } from './lib/e2e-report'
 
 const REPO = path.join(__dirname, '..', '..')
 const t0 = Date.now()
@@ -131,6 +131,7 @@ async function main(): Promise<number> {
     '',
     resultsTable(figures, results, paths),
     '',
+    ...vipLines(results, paths),
     ...notes(figures),
     '',
     `written: ${path.relative(REPO, files.md)}, ${path.relative(REPO, files.svg)}, ${path.relative(REPO, files.json)}`,

@@ -15,7 +15,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { Lab } from '../test/harness/lab'
 import { loadTinybench, runMicro, MicroResult } from './lib/tinybench'
-import { buildCases, sinkValue, FDB_ENTRIES } from './lib/micro-cases'
+import { buildCases, sinkValue, FDB_ENTRIES, CT_ENTRIES_FULL, CT_ENTRIES_SHORT } from './lib/micro-cases'
 import { e2eUnavailable, loadAvailable, tapPair, vethPair, waitReachable, measure, LoadResult, LoadSpec } from './lib/tap-pair'
 import { environment, microTable, e2eTable, summarize, saveResults, si, E2eSummary } from './lib/report'
 
@@ -99,8 +99,8 @@ async function main(): Promise<number> {
   let micro: MicroResult[] = []
   if (args.micro) {
     const tb = await loadTinybench()
-    log(`building inputs (FDB of ${FDB_ENTRIES} entries, batches of 64 frames)`)
-    const cases = buildCases().filter((c) => c.name.includes(args.filter))
+    log(`building inputs (FDB of ${FDB_ENTRIES} entries, conntrack of ${args.short ? CT_ENTRIES_SHORT : CT_ENTRIES_FULL} connections, batches of 64 frames)`)
+    const cases = buildCases({ short: args.short }).filter((c) => c.name.includes(args.filter))
     if (cases.length === 0) throw new Error(`no micro case name contains ${JSON.stringify(args.filter)}`)
     micro = await runMicro(tb, cases, {
       timeMs: args.short ? 700 : 3000,

@@ -10,7 +10,7 @@
  */
 import { Lab } from '../../test/harness/lab'
 import { BenchPath } from './e2e-paths'
-import { cpuMeter, CpuDelta, iperfTcp, iperfUdp, pingRtt, pingUnderLoad, requestResponse } from './e2e-loads'
+import { cpuMeter, CpuDelta, iperfTcp, iperfUdp, pingRtt, pingUnderLoad, requestResponse, RR_PORT } from './e2e-loads'
 
 export type Cell =
   | { value: number; raw?: unknown }
@@ -52,7 +52,7 @@ export interface Measurement {
 }
 
 const GB = 1e9
-export const SERVICES_NOT_IMPLEMENTED = 'services not implemented'
+export const NO_SERVICE_PATH = 'n/a (no service path)'
 
 function cpuCells(cpu: CpuDelta, bytes: number, path: BenchPath): Record<string, Cell> {
   const gb = bytes / GB
@@ -148,10 +148,11 @@ export const MEASUREMENTS: Measurement[] = [
   {
     id: 'rr-vip',
     title: 'TCP request/response through a service VIP',
-    figures: [{ id: 'rr-vip', label: 'requests/s, via service VIP', unit: 'req/s', better: 'higher', decimals: 0 }],
+    figures: [{ id: 'rr-vip', label: 'requests/s, via service VIP', unit: 'req/s', better: 'higher', decimals: 0,
+      note: 'requests/s via service VIP: the same load with the client connecting to a service VIP (Tapestry: 10.96.0.10:80 -> the server pod\'s port 7101, one endpoint, balanced and NATed by the client\'s agent). The kernel and veth paths have no service path.' }],
     async run(lab, path, s) {
-      if (!path.serviceVip) return { 'rr-vip': { notMeasured: SERVICES_NOT_IMPLEMENTED } }
-      const r = await requestResponse(lab, { ...path.ep, serverIp: path.serviceVip }, s.seconds, s.rrConnections, s.rrSize)
+      if (!path.serviceVip) return { 'rr-vip': { notMeasured: NO_SERVICE_PATH } }
+      const r = await requestResponse(lab, { ...path.ep, serverIp: path.serviceVip }, s.seconds, s.rrConnections, s.rrSize, RR_PORT, path.servicePort ?? RR_PORT)
       return { 'rr-vip': { value: r.requestsPerSec, raw: r } }
     },
   },

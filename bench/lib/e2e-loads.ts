@@ -291,14 +291,22 @@ export interface RrResult {
 }
 
 /** Closed-loop request/response over persistent TCP connections (like netperf TCP_RR). */
-export async function requestResponse(lab: Lab, ep: Endpoints, seconds: number, connections = 4, size = 100, port = 7101): Promise<RrResult> {
+/** Port the request/response server listens on in the server pod (the service's targetPort on the Tapestry path). */
+export const RR_PORT = 7101
+
+/**
+ * The request/response load: the server listens on `port` in the server pod,
+ * the client connects to ep.serverIp:`connectPort` (a service VIP's port,
+ * which the service maps to `port`; by default `port` itself).
+ */
+export async function requestResponse(lab: Lab, ep: Endpoints, seconds: number, connections = 4, size = 100, port = RR_PORT, connectPort = port): Promise<RrResult> {
   const srv = lab.spawn(ep.serverNs, [process.execPath, RR_SCRIPT, 'server', String(port), String(size)])
   try {
     await waitFor('request/response server listening', () => {
       if (srv.child.exitCode !== null) throw new Error(`rr server exited ${srv.child.exitCode}: ${srv.stderr()}`)
       return srv.stdout().includes('listening')
     }, 10_000, 20)
-    const r = await lab.execAsync(ep.clientNs, [process.execPath, RR_SCRIPT, 'client', ep.serverIp, String(port), String(size), String(seconds), String(connections)], (seconds + 20) * 1000)
+    const r = await lab.execAsync(ep.clientNs, [process.execPath, RR_SCRIPT, 'client', ep.serverIp, String(connectPort), String(size), String(seconds), String(connections)], (seconds + 20) * 1000)
     if (r.code !== 0) throw new Error(`rr client exited ${r.code}: ${r.stderr}`)
     return JSON.parse(r.stdout.trim().split('\n').pop()!) as RrResult
   } finally {

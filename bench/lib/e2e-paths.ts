@@ -17,7 +17,7 @@
 import * as fs from 'node:fs'
 import { Lab, Proc, parsePing } from '../../test/harness/lab'
 import { Cluster, hostConfig } from '../../test/harness/overlay'
-import { Endpoints } from './e2e-loads'
+import { Endpoints, RR_PORT } from './e2e-loads'
 
 export type PathId = 'kernel' | 'tapestry' | 'veth'
 
@@ -33,11 +33,14 @@ export interface BenchPath {
    */
   dataplanePids: number[]
   /**
-   * Address of a service (virtual IP) in front of the server pod, once the
-   * path has services; the "requests/s via service VIP" figure is measured
-   * only when it is set. Nothing sets it yet: services are not implemented.
+   * A service (virtual IP) in front of the server pod's request/response
+   * port: the "requests/s via service VIP" figure is measured only when it is
+   * set, with the client connecting to serviceVip:servicePort. Set on the
+   * Tapestry path; the kernel and veth paths have no service path.
    */
   serviceVip?: string
+  /** Port of the service at serviceVip (default: the request/response port itself). */
+  servicePort?: number
   /** What was checked while building it (MTUs, pids, device details); saved in the JSON. */
   details: Record<string, unknown>
 }
@@ -46,6 +49,9 @@ export const PATH_ORDER: PathId[] = ['kernel', 'tapestry', 'veth']
 const VNI = 42
 const VXLAN_PORT = 4789
 export const POD_MTU = 1450
+/** The service the Tapestry path puts in front of the server pod: VIP:80 -> pod:RR_PORT. */
+export const SERVICE_VIP = '10.96.0.10'
+export const SERVICE_PORT = 80
 
 function linkMtu(lab: Lab, ns: string, dev: string): number {
   const m = / mtu (\d+)/.exec(lab.exec(ns, ['ip', '-o', 'link', 'show', 'dev', dev]))
@@ -132,9 +138,16 @@ export async function buildTapestry(lab: Lab): Promise<BenchPath> {
   const nets = [{ name: 'blue', vni: VNI, subnet: '10.244.0.0/16', gateway: '10.244.0.1' }]
   const pa = { ns: c.podNs('ta'), ip: '10.244.1.2' }
   const pb = { ns: c.podNs('tb'), ip: '10.244.2.2' }
+  // One TCP service, VIP:80 -> the server pod's request/response port, on both agents (as every
+  // node has every service). The client's agent is the one that balances and NATs (service-path.ts).
+  const services = [{
+    name: 'rr', namespace: 'default', clusterIP: SERVICE_VIP,
+    ports: [{ name: 'rr', port: SERVICE_PORT, targetPort: RR_PORT, protocol: 'TCP' }],
+    endpoints: [{ ip: pb.ip }],
+  }]
   // Default config otherwise (offloads on, pod MTU = 1500 - 50); log level info is what tells us the agent is ready.
-  const agA = await c.startAgent(ha, hostConfig(ha, c.hosts, nets, [{ name: 'ta', network: 'blue', netns: pa.ns, ip: `${pa.ip}/16` }]))
-  const agB = await c.startAgent(hb, hostConfig(hb, c.hosts, nets, [{ name: 'tb', network: 'blue', netns: pb.ns, ip: `${pb.ip}/16` }]))
+  const agA = await c.startAgent(ha, hostConfig(ha, c.hosts, nets, [{ name: 'ta', network: 'blue', netns: pa.ns, ip: `${pa.ip}/16` }], { services }))
+  const agB = await c.startAgent(hb, hostConfig(hb, c.hosts, nets, [{ name: 'tb', network: 'blue', netns: pb.ns, ip: `${pb.ip}/16` }], { services }))
   expectMtu(lab, pa.ns, 'eth0', 'tapestry path')
   expectMtu(lab, pb.ns, 'eth0', 'tapestry path')
   const pids = [agentPid(agA), agentPid(agB)]
@@ -142,10 +155,12 @@ export async function buildTapestry(lab: Lab): Promise<BenchPath> {
   return {
     id: 'tapestry',
     label: 'Tapestry',
-    description: 'one Tapestry agent per host (default config: offloads on, pod MTU 1450), pods are TAPs the agents created, VXLAN id 42 on port 4789',
+    description: `one Tapestry agent per host (default config: offloads on, pod MTU 1450), pods are TAPs the agents created, VXLAN id 42 on port 4789; service ${SERVICE_VIP}:${SERVICE_PORT} -> ${pb.ip}:${RR_PORT} (TCP, Maglev)`,
     ep: { clientNs: pa.ns, serverNs: pb.ns, serverIp: pb.ip },
     dataplanePids: pids.map((p) => p.pid),
-    details: { podMtu: POD_MTU, clientIp: pa.ip, serverIp: pb.ip, agentPids: pids },
+    serviceVip: SERVICE_VIP,
+    servicePort: SERVICE_PORT,
+    details: { podMtu: POD_MTU, clientIp: pa.ip, serverIp: pb.ip, agentPids: pids, services },
   }
 }
 

@@ -59,7 +59,7 @@ function fmt(v: number, decimals: number): string {
 export function cellText(c: Cell | undefined, f: Figure): string {
   if (!c) return '-'
   if ('value' in c) return fmt(c.value, f.decimals)
-  if ('notMeasured' in c) return `not measured (${c.notMeasured})`
+  if ('notMeasured' in c) return c.notMeasured.startsWith('n/a') ? c.notMeasured : `not measured (${c.notMeasured})`
   return `error: ${c.error.split('\n')[0].slice(0, 80)}`
 }
 
@@ -91,15 +91,29 @@ export function resultsTable(figures: Figure[], results: Results, paths: BenchPa
   const head = ['figure', 'unit', 'better', `${byId.get('kernel')?.label ?? 'kernel'} (baseline)`]
   for (const id of others) head.push(byId.get(id)!.label, `${id} / kernel`)
   const rows = figures.map((f) => {
-    // A figure not measured says why once, in its label, and "not measured" in its cells.
-    const reasons = [...new Set(Object.values(results[f.id] ?? {}).flatMap((c) => (c && 'notMeasured' in c ? [c.notMeasured] : [])))]
-    const text = (c: Cell | undefined): string => (c && 'notMeasured' in c ? 'not measured' : cellText(c, f))
+    // A figure not measured says why once, in its label, and "not measured" in its cells;
+    // a short "n/a (...)" reason (a path that cannot have the figure) goes in the cell itself.
+    const na = (r: string): boolean => r.startsWith('n/a')
+    const reasons = [...new Set(Object.values(results[f.id] ?? {}).flatMap((c) => (c && 'notMeasured' in c && !na(c.notMeasured) ? [c.notMeasured] : [])))]
+    const text = (c: Cell | undefined): string => (c && 'notMeasured' in c ? (na(c.notMeasured) ? c.notMeasured : 'not measured') : cellText(c, f))
     const label = reasons.length ? `${f.label} (not measured: ${reasons.join('; ')})` : f.label
     const row = [label, f.unit, f.better, text(results[f.id]?.kernel)]
     for (const id of others) row.push(text(results[f.id]?.[id]), ratioText(ratio(results, f, id)))
     return row
   })
   return table(head, rows, head.map((_, i) => i >= 3))
+}
+
+/** For each path with both request/response figures: the VIP rate next to the direct one. */
+export function vipLines(results: Results, paths: BenchPath[]): string[] {
+  const out: string[] = []
+  for (const p of paths) {
+    const d = results['rr-direct']?.[p.id]
+    const v = results['rr-vip']?.[p.id]
+    if (!d || !v || !('value' in d) || !('value' in v) || !(d.value > 0)) continue
+    out.push(`${p.label}: via service VIP ${v.value.toFixed(0)} req/s vs direct to pod IP ${d.value.toFixed(0)} req/s (VIP / direct = ${(v.value / d.value).toFixed(2)}).`)
+  }
+  return out
 }
 
 export function notes(figures: Figure[]): string[] {
@@ -115,6 +129,7 @@ export function markdown(env: Environment, figures: Figure[], results: Results, 
     resultsTable(figures, results, paths),
     '',
     'Ratios are path / kernel vxlan from this same run ("better" says which direction is good).',
+    ...vipLines(results, paths),
     '',
     '## Paths',
     '',

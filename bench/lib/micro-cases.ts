@@ -13,8 +13,10 @@
  * describes a drop path.
  */
 import { Batch, BATCH_FRAMES, SLOT_PLAIN, TxList } from '../../src/lib/batch'
-import { ETH_HLEN } from '../../src/wire/ethernet'
-import { IPV4_OFF_CSUM, IPV4_OFF_TTL, ipv4FillChecksum, ipv4HeaderChecksumOk } from '../../src/wire/ipv4'
+import { ETH_HLEN, ETHERTYPE_IPV4, ethWriteHeader } from '../../src/wire/ethernet'
+import {
+  IPV4_HLEN_MIN, IPV4_OFF_CSUM, IPV4_OFF_TTL, PROTO_TCP, ipv4FillChecksum, ipv4HeaderChecksumOk, ipv4WriteHeader,
+} from '../../src/wire/ipv4'
 import { VXLAN_HLEN, vxlanCheck, vxlanVni, vxlanWrite } from '../../src/wire/vxlan'
 import { VNET_HLEN } from '../../src/wire/vnet'
 import { csumAdd, csumFinish, csumUpdate16 } from '../../src/wire/checksum'
@@ -25,6 +27,10 @@ import { Fdb, FdbCounter, LearnResult } from '../../src/switch/fdb'
 import { PEER_PORT_BASE } from '../../src/overlay/peers'
 import { Datapath, DatagramIo, FrameIo } from '../../src/datapath/datapath'
 import { DROP_NAMES } from '../../src/datapath/drops'
+import { TCP_ACK, TCP_HLEN_MIN, tcpChecksumOkV4, tcpDstPort, tcpFillChecksumV4, tcpWriteHeader } from '../../src/wire/tcp'
+import { Conntrack, CtCounter } from '../../src/service/conntrack'
+import { ServiceTable } from '../../src/service/service-table'
+import { ServicePath, SERVICE_ROUTER_MAC_HI, SERVICE_ROUTER_MAC_LO, Verdict } from '../../src/service/service-path'
 import { FlowSet, fillPodBatch, fillVxlanBatch, frameOffsets, permutation } from './frames'
 import { MicroCase } from './tinybench'
 
@@ -34,6 +40,9 @@ export function sinkValue(): number { return sinkBox.value >>> 0 }
 
 /** Size of the FDB for the learn/lookup cases. */
 export const FDB_ENTRIES = 100_000
+/** Connections in the conntrack lookup case (full mode / --short). */
+export const CT_ENTRIES_FULL = 1_000_000
+export const CT_ENTRIES_SHORT = 100_000
 /** Inner frame length used everywhere (an MTU-sized TCP segment's frame is 1514; 1400 leaves room for VXLAN in a 1500 underlay). */
 export const FRAME_LEN = 1400
 const VNI = 4200
@@ -463,9 +472,196 @@ function datapathCases(): MicroCase[] {
   return [out, inb]
 }
 
-/** All cases, in table order. Builds the inputs (the 100k-entry FDB takes a moment). */
-export function buildCases(): MicroCase[] {
-  const cases = [loopOverhead(), ...vxlanCases(), ...fdbCases(), ...checksumCases(), ...datapathCases()]
+// ---- services: conntrack, balancer, service path
+
+const SVC_VIP = ipv4Parse('10.96.0.10')
+const SVC_PORT = 80
+const SVC_TARGET = 8080
+const SVC_CLIENT = ipv4Parse('10.244.1.10')
+const SVC_CLIENT_PORT = 3
+/** 10 endpoints 10.244.2.10 .. 10.244.2.19. */
+const SVC_ENDPOINTS = Array.from({ length: 10 }, (_, i) => `10.244.2.${10 + i}`)
+
+function webService(): { services: ServiceTable; id: number } {
+  const services = new ServiceTable({ seed: 7 }) // default Maglev size (16381), as the agent uses
+  const r = services.upsert({
+    name: 'web', namespace: 'bench', clusterIP: '10.96.0.10',
+    ports: [{ name: 'http', port: SVC_PORT, targetPort: SVC_TARGET, protocol: 'TCP' }],
+    endpoints: SVC_ENDPOINTS.map((ip) => ({ ip })),
+  })
+  return { services, id: r.id }
+}
+
+function serviceCases(ctEntries: number, short: boolean): MicroCase[] {
+  // -- conntrack lookup: ctEntries TCP connections, as conntrack-memory.test.ts
+  // fills them (1000 clients x ctEntries/1000 ports to one VIP, 100 backends),
+  // looked up by their original tuple in a shuffled order.
+  const N = ctEntries
+  const ct = new Conntrack({ maxConnections: N, seed: 3 })
+  const clientOf = (i: number): number => (0x0af40000 + (i % 1000)) >>> 0
+  const cportOf = (i: number): number => 10000 + Math.floor(i / 1000)
+  for (let i = 0; i < N; i++) {
+    const client = clientOf(i)
+    if (ct.create(client, SVC_VIP, cportOf(i), SVC_PORT, PROTO_TCP, (0x0af50000 + (i % 100)) >>> 0, SVC_TARGET, client, 0, i % 100, TCP_ACK, 0) < 0) {
+      throw new Error(`conntrack set-up: create ${i} failed`)
+    }
+  }
+  const order = permutation(N, 0xc0ffee)
+  const qClient = new Uint32Array(N)
+  const qPort = new Uint32Array(N)
+  for (let j = 0; j < N; j++) {
+    qClient[j] = clientOf(order[j])
+    qPort[j] = cportOf(order[j])
+  }
+  const NOW = 1000 // 1 s after creation: far from any timeout, so no lookup expires an entry
+  let ccur = 0
+  let misses = 0
+  const ctName = short ? `conntrack lookup (${N / 1000}k entries; --short, full mode 1M)` : `conntrack lookup (${N / 1e6}M entries)`
+  const ctLookup: MicroCase = {
+    name: ctName,
+    op: 'Conntrack.lookup of an existing flow (original direction)',
+    run(ops) {
+      let s = 0
+      let m = 0
+      let j = ccur
+      for (let n = 0; n < ops; n++) {
+        const e = ct.lookup(qClient[j], SVC_VIP, qPort[j], SVC_PORT, PROTO_TCP, NOW)
+        if (e < 0) m++
+        s ^= e
+        if (++j === N) j = 0
+      }
+      ccur = j
+      misses += m
+      sinkBox.value ^= s
+    },
+    verify() {
+      if (misses !== 0) return `${misses} lookups of existing flows missed`
+      if (ct.size !== N || ct.entries !== 2 * N) return `table changed: ${ct.size} connections, ${ct.entries} entries`
+      for (let j = 0; j < N; j += 997) {
+        const e = ct.lookup(qClient[j], SVC_VIP, qPort[j], SVC_PORT, PROTO_TCP, NOW)
+        if (e < 0 || ct.dirOf(e) !== 0) return `flow ${j} not found in the original direction`
+      }
+      return null
+    },
+  }
+
+  // -- Maglev pick over 10 endpoints, 1024 flow hashes.
+  const { services, id } = webService()
+  const bal = services.balancers[id]!
+  const slots = new Set(SVC_ENDPOINTS.map((ip) => services.slotOf(id, ipv4Parse(ip))))
+  const sp0 = new ServicePath(services, new Conntrack({ maxConnections: 16, seed: 1 }))
+  const H = 1024
+  const hashes = new Uint32Array(H)
+  for (let i = 0; i < H; i++) hashes[i] = sp0.flowHash(SVC_CLIENT + (i >>> 6), SVC_VIP, 40000 + i, SVC_PORT, PROTO_TCP)
+  let pcur = 0
+  let badPicks = 0
+  const pick: MicroCase = {
+    name: 'endpoint pick (maglev, 10 endpoints)',
+    op: 'Balancer.pick of a 5-tuple flow hash (Maglev table of 16381)',
+    run(ops) {
+      let s = 0
+      let bad = 0
+      let i = pcur
+      for (let n = 0; n < ops; n++) {
+        const slot = bal.pick(hashes[i], SVC_CLIENT, NOW)
+        if (slot < 0) bad++
+        s ^= slot
+        i = (i + 1) & (H - 1)
+      }
+      pcur = i
+      badPicks += bad
+      sinkBox.value ^= s
+    },
+    verify() {
+      if (badPicks !== 0) return `${badPicks} picks found no endpoint`
+      const seen = new Set<number>()
+      for (let i = 0; i < H; i++) {
+        const s = bal.pick(hashes[i], SVC_CLIENT, NOW)
+        if (!slots.has(s)) return `hash ${i} picked slot ${s}, not one of the service's`
+        seen.add(s)
+      }
+      return seen.size !== SVC_ENDPOINTS.length ? `1024 flows reached only ${seen.size} of ${SVC_ENDPOINTS.length} endpoints` : null
+    },
+  }
+
+  // -- ServicePath.outbound of a TCP segment of an existing connection:
+  // 64 flows (client ports 40000..40063) to VIP:80, 1400-byte frames. Each
+  // operation first restores the frame's 54 bytes of headers from a template
+  // (NAT rewrites them in place; the payload is untouched), as the service
+  // tests copy a template frame, then calls outbound.
+  const svcPath = webService()
+  const spCt = new Conntrack({ maxConnections: 1024, seed: 5 })
+  const sp = new ServicePath(svcPath.services, spCt)
+  const SLOT = 2048
+  const OFF = 64
+  const HDRS = ETH_HLEN + IPV4_HLEN_MIN + TCP_HLEN_MIN
+  const l4len = FRAME_LEN - ETH_HLEN - IPV4_HLEN_MIN
+  const tmpl = new Uint8Array(BATCH_FRAMES * SLOT)
+  for (let i = 0; i < BATCH_FRAMES; i++) {
+    const off = i * SLOT + OFF
+    const l3 = off + ETH_HLEN
+    const l4 = l3 + IPV4_HLEN_MIN
+    ethWriteHeader(tmpl, off, SERVICE_ROUTER_MAC_HI, SERVICE_ROUTER_MAC_LO, POD_MAC_HI, POD_MAC_LO, ETHERTYPE_IPV4)
+    ipv4WriteHeader(tmpl, l3, IPV4_HLEN_MIN + l4len, i, true, 64, PROTO_TCP, SVC_CLIENT, SVC_VIP)
+    tcpWriteHeader(tmpl, l4, 40000 + i, SVC_PORT, 1000 + i, 5000, TCP_ACK, 65535)
+    for (let k = l4 + TCP_HLEN_MIN; k < off + FRAME_LEN; k++) tmpl[k] = (k * 31) & 0xff
+    tcpFillChecksumV4(tmpl, l3, l4, l4len)
+  }
+  const work = tmpl.slice()
+  const hdrViews = Array.from({ length: BATCH_FRAMES }, (_, i) => tmpl.subarray(i * SLOT + OFF, i * SLOT + OFF + HDRS))
+  const epIps = new Set(SVC_ENDPOINTS.map(ipv4Parse))
+  let scur = 0
+  let notForwarded = 0
+  // First packet of each flow: picked up mid-stream (no SYN), creates the connection.
+  for (let i = 0; i < BATCH_FRAMES; i++) {
+    const off = i * SLOT + OFF
+    work.set(hdrViews[i], off)
+    if (sp.outbound(work, off, off + ETH_HLEN, FRAME_LEN, SVC_CLIENT_PORT, 0) !== Verdict.Forward) throw new Error(`service path set-up: flow ${i} not forwarded`)
+  }
+  if (spCt.size !== BATCH_FRAMES) throw new Error(`service path set-up: ${spCt.size} connections, expected ${BATCH_FRAMES}`)
+  const outb: MicroCase = {
+    name: 'service path outbound, existing flow',
+    op: 'restore 54 B of headers + ServicePath.outbound: conntrack hit, DNAT VIP:80 -> endpoint:8080 (1400 B TCP frame)',
+    framesPerOp: 1,
+    run(ops) {
+      let bad = 0
+      let i = scur
+      for (let n = 0; n < ops; n++) {
+        const off = i * SLOT + OFF
+        work.set(hdrViews[i], off)
+        if (sp.outbound(work, off, off + ETH_HLEN, FRAME_LEN, SVC_CLIENT_PORT, NOW) !== Verdict.Forward) bad++
+        i = (i + 1) & MASK
+      }
+      scur = i
+      notForwarded += bad
+    },
+    verify() {
+      if (notForwarded !== 0) return `${notForwarded} frames were not forwarded`
+      if (spCt.size !== BATCH_FRAMES || spCt.counters[CtCounter.Created] !== BATCH_FRAMES) {
+        return `conntrack changed: ${spCt.size} connections, ${spCt.counters[CtCounter.Created]} created (expected ${BATCH_FRAMES})`
+      }
+      for (let i = 0; i < BATCH_FRAMES; i++) {
+        const off = i * SLOT + OFF
+        const l3 = off + ETH_HLEN
+        const l4 = l3 + IPV4_HLEN_MIN
+        work.set(hdrViews[i], off)
+        if (sp.outbound(work, off, l3, FRAME_LEN, SVC_CLIENT_PORT, NOW) !== Verdict.Forward) return `flow ${i} not forwarded`
+        if (!epIps.has(sp.nextHopIp)) return `flow ${i} sent to ${sp.nextHopIp}, not an endpoint`
+        if (tcpDstPort(work, l4) !== SVC_TARGET) return `flow ${i} has destination port ${tcpDstPort(work, l4)} after DNAT`
+        if (!ipv4HeaderChecksumOk(work, l3) || !tcpChecksumOkV4(work, l3, l4, l4len)) return `flow ${i}: bad checksum after DNAT`
+      }
+      return null
+    },
+  }
+  return [ctLookup, pick, outb]
+}
+
+/** All cases, in table order. Builds the inputs (the 100k-entry FDB and the conntrack fill take a moment). */
+export function buildCases(opts: { short?: boolean } = {}): MicroCase[] {
+  const cases = [
+    loopOverhead(), ...vxlanCases(), ...fdbCases(), ...checksumCases(), ...datapathCases(),
+    ...serviceCases(opts.short ? CT_ENTRIES_SHORT : CT_ENTRIES_FULL, !!opts.short),
+  ]
   for (const c of cases) {
     const bad = c.verify?.() ?? null
     if (bad) throw new Error(`benchmark ${c.name} set-up: ${bad}`)

@@ -73,7 +73,7 @@ async function scenario(t: { after: (fn: () => Promise<void>) => void }, portSec
   const neigh = lab.exec(p.ns, ['ip', 'neigh', 'show', v.ip, 'dev', 'eth0'])
   assertAgentAlive(c, a)
   assertAgentAlive(c, b)
-  return { c, a, b, v, x, p, vp, forgedIp, forgedBoth, arpSent, seenAtP, fdbA, fdbB, neigh, drops: dropDelta(beforeB, afterB) }
+  return { c, a, b, v, x, p, vp, forgedIp, forgedBoth, arpSent, seenAtP, fdbA, fdbB, neigh, drops: dropDelta(beforeB, afterB), movedB: afterB.fdb.moved - beforeB.fdb.moved }
 }
 
 test('port security: a pod forging another pod\'s IP, MAC and ARP steals nothing and poisons nothing', { timeout: 180_000 }, async (t) => {
@@ -104,7 +104,7 @@ test('without port security the same forged frames are forwarded (the check is w
   assert.ok(icmp.length >= 20, `p saw ${icmp.length} forged echo requests:\n${r.seenAtP.slice(0, 10).join('\n')}`)
   assert.ok(arp.length >= 20, `p saw ${arp.length} forged ARP frames`)
   assert.equal(r.drops.spoofed ?? 0, 0, `spoofed drops with port security off: ${JSON.stringify(r.drops)}`)
-  // Once x sent as the victim's MAC, B's switch put that MAC behind x.
-  const onB = fdbFind(r.fdbB, VNI, r.v.mac)
-  assert.equal(onB?.pod, 'x', `B's FDB entry for the victim's MAC: ${JSON.stringify(onB)}`)
+  // Once x sent as the victim's MAC, B's switch moved that MAC to x (and back, as the
+  // victim keeps pinging from A meanwhile: the entry at the end may point either way).
+  assert.ok(r.movedB > 0, `B's FDB recorded no move of the victim's MAC: ${JSON.stringify(fdbFind(r.fdbB, VNI, r.v.mac))}`)
 })
