@@ -4,44 +4,20 @@
  * named bench/results/e2e-<ISO date>.<ext>.
  */
 import * as fs from 'node:fs'
-import * as os from 'node:os'
 import * as path from 'node:path'
 import { sh } from '../../test/harness/lab'
 import { Cell, Figure } from './e2e-figures'
+import { Environment as BaseEnvironment, environment as baseEnvironment } from './report'
 import { BenchPath, PathId, PATH_ORDER } from './e2e-paths'
 
-export interface Environment {
-  date: string
-  command: string
-  mode: 'short' | 'full'
-  commit: string
-  dirty: boolean
-  node: string
-  kernel: string
-  cpu: string
-  cpus: number
+/** The micro suite's record of where and how figures were taken, plus the iperf3 version and the run's length. */
+export interface Environment extends BaseEnvironment {
   iperf3: string
-  /** 1-minute load average at the start and the end of the run: other work on the machine skews every figure. */
-  loadAvgStart: number
-  loadAvgEnd?: number
   durationSeconds?: number
 }
 
 export function environment(mode: 'short' | 'full', repo: string): Environment {
-  const git = (args: string[]): string => sh('git', ['-C', repo, ...args], { allowFail: true }).trim()
-  return {
-    date: new Date().toISOString(),
-    command: ['node', path.relative(repo, process.argv[1] ?? ''), ...process.argv.slice(2)].join(' '),
-    mode,
-    commit: git(['rev-parse', '--short=12', 'HEAD']) || 'unknown',
-    dirty: git(['status', '--porcelain', '--untracked-files=no']).length > 0,
-    node: process.version,
-    kernel: `${os.type()} ${os.release()}`,
-    cpu: os.cpus()[0]?.model ?? 'unknown',
-    cpus: os.cpus().length,
-    iperf3: sh('iperf3', ['--version'], { allowFail: true }).split('\n')[0].trim(),
-    loadAvgStart: os.loadavg()[0],
-  }
+  return { ...baseEnvironment(mode, repo), iperf3: sh('iperf3', ['--version'], { allowFail: true }).split('\n')[0].trim() }
 }
 
 export type Results = Record<string, Partial<Record<PathId, Cell>>>
