@@ -33,6 +33,8 @@ import { monitorEventLoopDelay, IntervalHistogram } from 'node:perf_hooks'
 import { Counter, Gauge, Registry } from 'prom-client'
 import { TapestryError } from '../lib/errors'
 import { Datapath, STAT_RX_BYTES, STAT_RX_FRAMES, STAT_TX_BYTES, STAT_TX_FRAMES, UNDERLAY_PORT } from '../datapath/datapath'
+import { CT_COUNTER_NAMES } from '../service/conntrack'
+import { SERVICE_DROP_NAMES } from '../service/service-path'
 import { DROP_NAMES } from '../datapath/drops'
 import { FdbCounter } from '../switch/fdb'
 import { parseListen } from './listen-address'
@@ -89,6 +91,32 @@ export function createAgentMetrics(src: MetricsSource): AgentMetrics {
       this.reset()
       const d = dp().drops
       DROP_NAMES.forEach((reason, i) => this.inc({ reason }, d[i]))
+    },
+  })
+
+  // Services: connections tracked, conntrack events, service-path drops, picks per endpoint.
+  new Gauge({ name: 'tapestry_conntrack_connections', help: 'Connections in the service connection tracking table.', registers: reg, collect() { this.set(dp().conntrack.size) } })
+  new Counter({
+    name: 'tapestry_conntrack_events_total', help: 'Connection tracking events (created, expired, evicted, full, ...).', labelNames: ['event'], registers: reg,
+    collect() {
+      this.reset()
+      const c = dp().conntrack.counters
+      CT_COUNTER_NAMES.forEach((event, i) => this.inc({ event }, c[i]))
+    },
+  })
+  new Counter({
+    name: 'tapestry_service_drops_total', help: 'Frames to service VIPs dropped by the service path, by reason.', labelNames: ['reason'], registers: reg,
+    collect() {
+      this.reset()
+      const d = dp().servicePath.drops
+      SERVICE_DROP_NAMES.forEach((reason, i) => this.inc({ reason }, d[i]))
+    },
+  })
+  new Counter({
+    name: 'tapestry_service_endpoint_picks_total', help: 'New connections balanced to each endpoint.', labelNames: ['service', 'endpoint'], registers: reg,
+    collect() {
+      this.reset()
+      for (const sv of dp().services.list()) for (const e of sv.endpoints) this.inc({ service: `${sv.namespace}/${sv.name}`, endpoint: e.ip }, e.picked)
     },
   })
 

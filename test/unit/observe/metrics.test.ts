@@ -57,6 +57,15 @@ test('scrape reads the datapath counters as they are at that moment', async (t) 
   assert.match(text, /tapestry_event_loop_delay_seconds\{quantile="0.99"\} [\d.e-]+/)
   assert.match(text, /tapestry_event_loop_delay_max_seconds [\d.e-]+/)
 
+  // Services: a service with two endpoints shows picks per endpoint; conntrack and service drops are exported.
+  dp.services.upsert({ name: 'web', clusterIP: '10.96.0.10', ports: [{ port: 80, targetPort: 8080, protocol: 'TCP' }], endpoints: [{ ip: '10.244.1.2' }, { ip: '10.244.1.3' }] })
+  dp.conntrack.counters[0] = 3
+  const svcText = await m.registry.metrics()
+  assert.match(svcText, /tapestry_service_endpoint_picks_total\{service="default\/web",endpoint="10\.244\.1\.2"\} 0/)
+  assert.match(svcText, /tapestry_conntrack_events_total\{event="created"\} 3/)
+  assert.match(svcText, /tapestry_conntrack_connections 0/)
+  assert.match(svcText, /tapestry_service_drops_total\{reason="vip_ping"\} 0/)
+
   // The next scrape sees the new values: nothing is cached.
   dp.drops[Drop.UnknownPeer] = 5
   assert.match(await m.registry.metrics(), /tapestry_drops_total\{reason="unknown_peer"\} 5\n/)
