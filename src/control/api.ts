@@ -94,10 +94,15 @@ export function statsView(agent: Agent): Record<string, unknown> {
   }
 }
 
-function podRow(p: ReturnType<Agent['podStates']>[number]): Record<string, unknown> {
+type PodState = ReturnType<Agent['podStates']>[number]
+
+/** A pod as the API shows it: its config, its network's gateway and MTU, and its port when running. */
+function podRow(agent: Agent, pod: PodState['cfg'], st?: PodState): Record<string, unknown> {
+  const cfg = agent.config
   return {
-    name: p.name, network: p.cfg.network, vni: p.cfg.vni, netns: p.cfg.netns, ifname: p.cfg.ifname,
-    ip: p.cfg.ip, mac: p.cfg.mac, gateway: null, port: p.port, tap: p.tap, containerId: p.containerId, source: p.source,
+    name: pod.name, network: pod.network, vni: pod.vni, netns: pod.netns, ifname: pod.ifname,
+    ip: pod.ip, mac: pod.mac, gateway: cfg.networks[pod.networkIndex]?.gateway ?? null, mtu: cfg.node.podMtu,
+    port: st?.port ?? null, tap: st?.tap ?? null, containerId: st?.containerId ?? null, source: st?.source ?? null,
   }
 }
 
@@ -301,9 +306,7 @@ export class ApiServer {
         mac: str(b, 'mac', false), ifname: str(b, 'ifname', false), containerId: str(b, 'containerId', false),
         portSecurity: ps as boolean | undefined,
       })
-      const row = this.agent.podStates().find((p) => p.name === pod.name)
-      const net = this.agent.config.networks[pod.networkIndex]
-      return send(201, { ...(row ? podRow(row) : {}), gateway: net.gateway, mtu: this.agent.config.node.podMtu })
+      return send(201, podRow(this.agent, pod, this.agent.podStates().find((p) => p.name === pod.name)))
     }
     const m = /^\/v1\/pods\/([^/]+)$/.exec(url.pathname)
     if (method === 'DELETE' && m) {
@@ -360,7 +363,7 @@ export class ApiServer {
         return send(200, fdbRows(this.agent, v === null ? undefined : Number(v)))
       }
       if (req.method === 'GET' && url.pathname === '/v1/pods') {
-        return send(200, this.agent.podStates().map(podRow))
+        return send(200, this.agent.podStates().map((p) => podRow(this.agent, p.cfg, p)))
       }
       if (req.method === 'GET' && url.pathname === '/v1/peers') {
         // Health fields (state, rttMs, lastSeenMs, pathMtuOk, pathMtu, lossPct) come from the prober (control/peer-health.ts).

@@ -39,7 +39,7 @@ import {
 import { TSO, tsoSegment } from '../wire/tso'
 import { groEligible, groCanAppend, groFinish, groChecksum, vnetWriteForDelivery, GRO_MAX_IP_LEN, GRO_CSUM_BAD } from '../wire/gro'
 import { TCP_OFF_SEQ, TCP_OFF_FLAGS, TCP_PSH } from '../wire/tcp'
-import { Fdb, FdbOptions, LearnResult } from '../switch/fdb'
+import { Fdb, FdbOptions } from '../switch/fdb'
 import { csumFold, csumPseudoV4 } from '../wire/checksum'
 import { ArpTable } from '../switch/arp-table'
 import { PeerTable, PEER_PORT_BASE, isPeerPort } from '../overlay/peers'
@@ -535,8 +535,8 @@ export class Datapath {
         const src = ipv4Src(buf, l3)
         if (src !== spec.ip && src !== 0) { this.drops[Drop.Spoofed]++; continue }
       }
-      const lr = this.fdb.learn(vni, buf, frame + ETH_OFF_SRC, pod.id, now)
-      void lr
+      // Limits and statics are the FDB's business: its counters record what it refused.
+      this.fdb.learn(vni, buf, frame + ETH_OFF_SRC, pod.id, now)
       // Destination.
       if (macIsMulticast(buf, frame + ETH_OFF_DST)) {
         if (!this.floodAllowed(pod, now)) { this.drops[Drop.Storm]++; continue }
@@ -1105,4 +1105,3 @@ export class Datapath {
   }
 }
 
-export { ETH_HLEN }

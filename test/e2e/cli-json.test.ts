@@ -31,8 +31,8 @@ test('every CLI subcommand answers --json with parseable output', async (t) => {
   }
   await lab.execAsync(p1, ['ping', '-c', '1', '-W', '1', '10.244.0.1'])
 
-  const pods = await cli('pod', 'list') as { name: string; ip: string }[]
-  assert.deepEqual(pods.map((p) => [p.name, p.ip]), [['p1', '10.244.1.2/16']])
+  const pods = await cli('pod', 'list') as { name: string; ip: string; gateway: string; mtu: number }[]
+  assert.deepEqual(pods.map((p) => [p.name, p.ip, p.gateway, p.mtu]), [['p1', '10.244.1.2/16', '10.244.0.1', 1450]])
   const added = await cli('pod', 'add', 'x1', '--netns', x1) as { name: string; ip: string; gateway: string }
   assert.equal(added.name, 'x1')
   assert.equal(added.gateway, '10.244.0.1')
