@@ -16,6 +16,7 @@ napi_value udp_send_batch(napi_env, napi_callback_info);
 napi_value rx_start(napi_env, napi_callback_info);
 napi_value udp_rx_start(napi_env, napi_callback_info);
 napi_value rx_stop(napi_env, napi_callback_info);
+napi_value busy_poll(napi_env, napi_callback_info);
 napi_value csum_add(napi_env, napi_callback_info);
 
 NAPI_MODULE_INIT() {
@@ -35,6 +36,7 @@ NAPI_MODULE_INIT() {
     {"rxStart", NULL, rx_start, NULL, NULL, NULL, napi_enumerable, NULL},
     {"udpRxStart", NULL, udp_rx_start, NULL, NULL, NULL, napi_enumerable, NULL},
     {"rxStop", NULL, rx_stop, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"busyPoll", NULL, busy_poll, NULL, NULL, NULL, napi_enumerable, NULL},
     {"csumAdd", NULL, csum_add, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -15,7 +15,7 @@ import { Config, PodConfig, parseConfig, ConfigError } from './control/config'
 import { Datapath, PodSpec } from './datapath/datapath'
 import { TapPort } from './ports/tap'
 import { UdpPort } from './ports/udp'
-import { NativeError } from './ports/native'
+import { NativeError, native } from './ports/native'
 import { setupPodInterface, configurePodInterface, linkKind } from './ports/netdev'
 import { ipv4Format, ipv4Parse } from './wire/addr'
 import { Logger } from './observe/log'
@@ -148,6 +148,7 @@ export class Agent extends EventEmitter {
   async start(): Promise<void> {
     const { node } = this.cfg
     const offloads = this.cfg.offloads
+    native.busyPoll(this.cfg.busyPollUs)
     this.rx = UdpPort.open({ addr: node.underlayAddr, port: node.vxlanPort, rcvbuf: 8 << 20, sndbuf: 8 << 20, noChecksum: true, gro: offloads })
     this.tx = openTxPool(node.underlayAddr, this.cfg.vxlan.srcPortMin, this.cfg.vxlan.srcPortMax, node.vxlanPort, offloads)
     // With offloads, each pool port has a twin socket with UDP checksums on for GSO sends.
@@ -158,8 +159,11 @@ export class Agent extends EventEmitter {
     for (const p of this.cfg.peerAddrs) this.addPeer(p)
     for (const n of this.cfg.networks) if (n.hostAddr !== null) await this.addHostPort(n.name)
     for (const p of this.cfg.pods) await this.addPod(p)
-    await this.restoreDynamicPods()
+    // API services first: restoreDynamicPods() rewrites the state file from memory
+    // (pods and services), which would otherwise save an empty service list over
+    // the saved one before it is read, losing `svc apply` services on a restart.
     this.restoreApiServices()
+    await this.restoreDynamicPods()
     this.syncServices()
     this.sweepTimer = setInterval(() => this.datapath.sweep(), Math.max(100, Math.min(1000, this.cfg.fdb.ageSeconds * 250)))
     this.log.info({ pods: this.pods.size, peers: this.datapath.peers.size, networks: this.cfg.networks.length }, 'dataplane started')
@@ -208,6 +212,7 @@ export class Agent extends EventEmitter {
     this.datapath.learnPeers = next.learnPeers
     this.datapath.floodPerSecond = next.storm.floodPerSecond
     this.datapath.floodBurst = next.storm.burst
+    native.busyPoll(next.busyPollUs)
     for (const p of next.pods) {
       if (!this.pods.has(p.name)) {
         await this.addPod(p)

@@ -325,6 +325,9 @@ export const configSchema = z.strictObject({
   fdb: fdbSchema.prefault({}),
   storm: stormSchema.prefault({}),
   offloads: bool.default(true),
+  /** Microseconds the agent keeps polling without sleeping after it received a batch (0 = off). */
+  busyPollUs: z.number({ error: notA('an integer from 0 to 100000 (microseconds)') }).int({ error: notA('an integer from 0 to 100000 (microseconds)') })
+    .min(0, { error: notA('an integer from 0 to 100000 (microseconds)') }).max(100000, { error: notA('an integer from 0 to 100000 (microseconds)') }).default(0),
   log: logSchema.prefault({}),
   api: apiSchema.prefault({}),
   metrics: metricsSchema.prefault({}),

@@ -140,6 +140,8 @@ export interface Config {
   fdb: FdbConfig
   storm: StormConfig
   offloads: boolean
+  /** Busy-poll window after each received batch, microseconds (0 = off). */
+  busyPollUs: number
   log: LogConfig
   api: ApiConfig
   metrics: MetricsConfig
@@ -294,6 +296,7 @@ function normalize(raw: RawConfig): Config {
     fdb: { ...raw.fdb },
     storm: { ...raw.storm },
     offloads: raw.offloads,
+    busyPollUs: raw.busyPollUs,
     log: { ...raw.log },
     api: { socket: raw.api.socket ?? `/run/tapestry/${raw.node.name}.sock` },
     metrics: { listen: raw.metrics.listen },

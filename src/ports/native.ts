@@ -23,6 +23,8 @@ export interface NativeAddon {
   rxStart(fd: number, buf: Uint8Array, slotSize: number, headroom: number, lens: Uint32Array, max: number, cb: (n: number) => void): object
   udpRxStart(fd: number, buf: Uint8Array, slotSize: number, headroom: number, lens: Uint32Array, meta: Uint32Array, max: number, cb: (n: number) => void): object
   rxStop(handle: object): void
+  /** Busy-poll window of this thread's loop after each received batch, us (0 = off). */
+  busyPoll(us: number): void
   csumAdd(buf: Uint8Array, off: number, len: number, sum: number): number
 }
 
@@ -123,6 +125,7 @@ export const native: NativeAddon = {
   udpSetOption: wrap(raw.udpSetOption),
   rxStart: wrap(raw.rxStart),
   udpRxStart: wrap(raw.udpRxStart),
+  busyPoll: wrap(raw.busyPoll),
 }
 
 function wrap<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {

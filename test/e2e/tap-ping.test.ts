@@ -7,15 +7,18 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Lab, uniqueName, parsePing } from '../harness/lab'
 import { TapPort, VNET_HDR_LEN } from '../../src/ports/tap'
+import { native } from '../../src/ports/native'
 import { setupPodInterface } from '../../src/ports/netdev'
 import { TxList } from '../../src/lib/batch'
 import { ipv4Parse } from '../../src/wire/addr'
 import { Responder } from './fixtures/responder'
 
-for (const vnetHdr of [false, true]) {
-  test(`10,000 pings answered from JavaScript through a TAP (vnet header ${vnetHdr ? 'on' : 'off'})`, async (t) => {
+for (const [vnetHdr, busyUs] of [[false, 0], [true, 0], [true, 200]] as const) {
+  test(`10,000 pings answered from JavaScript through a TAP (vnet header ${vnetHdr ? 'on' : 'off'}${busyUs ? `, busy polling ${busyUs} us` : ''})`, async (t) => {
     const lab = new Lab()
     t.after(() => lab.cleanup())
+    native.busyPoll(busyUs)
+    t.after(() => native.busyPoll(0))
     const ns = lab.netns('pg')
     const tap = TapPort.open({ name: uniqueName('t0'), vnetHdr })
     lab.onCleanup(() => tap.close())
@@ -45,8 +48,25 @@ for (const vnetHdr of [false, true]) {
     assert.ok(responder.echoReplies >= 10000)
     assert.ok(maxBatch > 1, `every batch held one frame (batches ${batches})`)
     assert.equal(tap.txCounters[0] + tap.txCounters[1], 0, `tx drops: ${tap.txCounters}`)
+    if (busyUs > 0) {
+      // The window closes when traffic stops: an idle loop sleeps instead of spinning.
+      await new Promise((r) => setTimeout(r, 50))
+      const before = process.cpuUsage()
+      await new Promise((r) => setTimeout(r, 500))
+      const used = process.cpuUsage(before)
+      const ms = (used.user + used.system) / 1000
+      assert.ok(ms < 200, `the loop kept spinning after traffic stopped: ${ms.toFixed(0)} ms of CPU in 500 ms`)
+    }
   })
 }
+
+test('busyPoll takes 0..100000 microseconds', () => {
+  assert.throws(() => native.busyPoll(100001), RangeError)
+  assert.throws(() => native.busyPoll(-1 as number), (e: Error) => e instanceof TypeError || e instanceof RangeError)
+  assert.throws(() => native.busyPoll('50' as unknown as number), TypeError)
+  native.busyPoll(100)
+  native.busyPoll(0)
+})
 
 test('opening a TAP with a bad name fails with an errno code and a sentence', () => {
   assert.throws(() => TapPort.open({ name: 'bad/nm' }), (err: Error & { code?: string }) => {

@@ -38,6 +38,7 @@ test('a config with only required keys normalizes with every default', () => {
     fdb: { ageSeconds: 300, maxEntries: 1048576, maxPerVni: 0, maxPerPort: 0 },
     storm: { floodPerSecond: 2000, burst: 2000 },
     offloads: true,
+    busyPollUs: 0,
     log: { level: 'info' },
     api: { socket: '/run/tapestry/host-a.sock' },
     metrics: { listen: '127.0.0.1:9464' },
