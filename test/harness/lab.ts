@@ -116,8 +116,15 @@ export class Lab {
     let errOut = ''
     child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
     child.stderr?.on('data', (d: Buffer) => { errOut += d.toString() })
+    // Resolves once the output is read to its end ('close'), not at 'exit', which can
+    // come before the last stdout lines are read. A grandchild that keeps the pipes
+    // open cannot hold it up for more than a second after the exit.
     const exited = new Promise<number | null>((resolve) => {
-      child.on('exit', (code, sig) => resolve(code ?? (sig ? -1 : null)))
+      child.on('exit', (code, sig) => {
+        const c = code ?? (sig ? -1 : null)
+        const t = setTimeout(() => resolve(c), 1000)
+        child.once('close', () => { clearTimeout(t); resolve(c) })
+      })
       child.on('error', () => resolve(-1))
     })
     return { child, stdout: () => out, stderr: () => errOut, exited }
