@@ -272,8 +272,6 @@ export class Datapath {
   private txSockets: TxSocket[] = []
   private readonly scratch = new Uint8Array(SCRATCH_BYTES)
   private scratchUsed = 0
-  /** The clock read at the start of the batch being processed. */
-  private batchNow = 0
   /** MTU of the pod whose batch is being processed. */
   private batchMtu = 65535
   /** GRO payload chains of this batch: rx slab offset, length, next index. */
@@ -289,7 +287,8 @@ export class Datapath {
   /** Reused list of peer indices a segmented frame goes to. */
   private readonly oneTarget = new Int32Array(1)
   private readonly now: () => number
-  private readonly hashSeed = (Math.random() * 2 ** 32) >>> 0
+  /** An int32 (flowHash takes `seed | 0`): a field of 2^31 or more would be a heap number, boxed anew per call. */
+  private readonly hashSeed = (Math.random() * 2 ** 32) | 0
 
   constructor(opts: DatapathOptions) {
     this.vxlanPort = opts.vxlanPort
@@ -477,7 +476,6 @@ export class Datapath {
   onPodBatch(pod: PodPort, n: number): void {
     if (n <= 0) return
     const now = this.now()
-    this.batchNow = now
     this.batchMtu = pod.spec.mtu
     const rx = pod.io.rx
     const buf = rx.data
@@ -540,7 +538,7 @@ export class Datapath {
       // Destination.
       if (macIsMulticast(buf, frame + ETH_OFF_DST)) {
         if (!this.floodAllowed(pod, now)) { this.drops[Drop.Storm]++; continue }
-        this.flood(net, pod.id, buf, base, frame, len, vnetLen, gsoType, true)
+        this.flood(net, pod.id, buf, base, frame, len, vnetLen, gsoType, true, now)
         continue
       }
       if (macIs(buf, frame + ETH_OFF_DST, this.routerMacHi, this.routerMacLo)) {
@@ -551,7 +549,7 @@ export class Datapath {
       const port = this.fdb.lookup(vni, buf, frame + ETH_OFF_DST, now)
       if (port < 0) {
         if (!this.floodAllowed(pod, now)) { this.drops[Drop.Storm]++; continue }
-        this.flood(net, pod.id, buf, base, frame, len, vnetLen, gsoType, true)
+        this.flood(net, pod.id, buf, base, frame, len, vnetLen, gsoType, true, now)
       } else if (isPeerPort(port)) {
         this.toPeer(port - PEER_PORT_BASE, vni, buf, base, frame, len, vnetLen, gsoType)
       } else if (port === pod.id) {
@@ -559,7 +557,7 @@ export class Datapath {
       } else {
         const q = this.pods[port]
         if (q === null) { this.drops[Drop.NotLocal]++; continue }
-        this.toLocal(q, buf, base, frame, len, vnetLen, gsoType)
+        this.toLocal(q, buf, base, frame, len, vnetLen, gsoType, now)
       }
     }
     this.stats[st + STAT_RX_FRAMES] += n
@@ -572,7 +570,6 @@ export class Datapath {
     const u = this.underlay
     if (n <= 0 || u === null) return
     const now = this.now()
-    this.batchNow = now
     const rx = u.rx
     this.groBuf = rx.data
     this.groChainCount = 0
@@ -680,12 +677,12 @@ export class Datapath {
       }
       macWrite(buf, frame + ETH_OFF_DST, this.arp.foundHi, this.arp.foundLo)
       const port = this.fdb.lookup(net.vni, buf, frame + ETH_OFF_DST, now)
-      if (port < 0) this.flood(net, pod.id, buf, base, frame, len, vnetLen, gsoType, true)
+      if (port < 0) this.flood(net, pod.id, buf, base, frame, len, vnetLen, gsoType, true, now)
       else if (isPeerPort(port)) this.toPeer(port - PEER_PORT_BASE, net.vni, buf, base, frame, len, vnetLen, gsoType)
       else {
         const q = this.pods[port]
         if (q === null) { this.drops[Drop.NotLocal]++; return }
-        this.toLocal(q, buf, base, frame, len, vnetLen, gsoType)
+        this.toLocal(q, buf, base, frame, len, vnetLen, gsoType, now)
       }
       return
     }
@@ -771,10 +768,10 @@ export class Datapath {
    * TSO super-frames go straight to the other pod's kernel. A destination
    * without vnet headers gets complete frames.
    */
-  private toLocal(q: PodPort, buf: Uint8Array, base: number, frame: number, len: number, srcVnet: number, gsoType: number): void {
+  private toLocal(q: PodPort, buf: Uint8Array, base: number, frame: number, len: number, srcVnet: number, gsoType: number, now: number): void {
     // Replies of service connections are reverse-NATed before the client sees them.
     if (buf[frame + 12] === 0x08 && buf[frame + 13] === 0x00) {
-      this.servicePath.inbound(buf, frame, frame + ETH_HLEN, len, this.batchNow, srcVnet > 0 && (vnetFlags(buf, base) & VNET_F_NEEDS_CSUM) !== 0)
+      this.servicePath.inbound(buf, frame, frame + ETH_HLEN, len, now, srcVnet > 0 && (vnetFlags(buf, base) & VNET_F_NEEDS_CSUM) !== 0)
     }
     if (q.vnetLen > 0) {
       if (srcVnet <= 0) vnetWriteNone(buf, frame - VNET_HLEN)
@@ -862,13 +859,13 @@ export class Datapath {
    * of the VNI and to every peer (head-end replication).
    */
   private flood(net: Network, fromPort: number, buf: Uint8Array, base: number, frame: number, len: number,
-    srcVnet: number, gsoType: number, toPeers: boolean): void {
+    srcVnet: number, gsoType: number, toPeers: boolean, now: number): void {
     const ports = net.ports
     for (let k = 0; k < ports.length; k++) {
       const id = ports[k]
       if (id === fromPort) continue
       const q = this.pods[id]
-      if (q !== null) this.toLocal(q, buf, base, frame, len, srcVnet, gsoType)
+      if (q !== null) this.toLocal(q, buf, base, frame, len, srcVnet, gsoType, now)
     }
     if (toPeers) this.floodPeers(net, buf, base, frame, len, srcVnet, gsoType)
   }

@@ -51,7 +51,10 @@ function mix(h: number, k: number): number {
   return (Math.imul(h, 5) + 0xe6546b64) | 0
 }
 
-/** MurmurHash3 fmix32 after xoring in the byte count; returns an unsigned 32-bit hash. */
+/**
+ * MurmurHash3 fmix32 after xoring in the byte count; returns the hash as a
+ * signed int32 (flowHash makes it unsigned).
+ */
 function finish(h: number, nbytes: number): number {
   h ^= nbytes
   h ^= h >>> 16
@@ -59,7 +62,7 @@ function finish(h: number, nbytes: number): number {
   h ^= h >>> 13
   h = Math.imul(h, 0xc2b2ae35)
   h ^= h >>> 16
-  return h >>> 0
+  return h | 0
 }
 
 /** Ports word (sport << 16 | dport) as a signed int32, for `mix`. */
@@ -72,6 +75,13 @@ function ports(buf: Uint8Array, l4: number): number {
  * Frames shorter than an Ethernet header hash their length only.
  */
 export function flowHash(buf: Uint8Array, off: number, len: number, seed: number): number {
+  // The work returns an int32, which V8 passes back as a small integer; the
+  // unsigned result of this small wrapper is made where it is inlined, so a
+  // hash of 2^31 or more is not boxed into a heap number per frame.
+  return flowHashI32(buf, off, len, seed) >>> 0
+}
+
+function flowHashI32(buf: Uint8Array, off: number, len: number, seed: number): number {
   const hlen = ethCheck(buf, off, len)
   if (hlen < 0) return finish(seed, len)
   const type = ethTypeAfterTags(buf, off, hlen)

@@ -100,8 +100,11 @@ export function tsoSegment(buf: Uint8Array, frame: number, len: number, isUdp: b
   for (let k = 0; k < n; k++) {
     const chunk = k === n - 1 ? payloadLen - k * gsoSize : gsoSize
     const o = outOff + k * stride + prefix
+    // Headers: the super-frame's for the first segment; each later one copies the previous
+    // segment's within `out` (no view object), every field that differs being rewritten below.
+    if (k === 0) out.set(buf.subarray(frame, frame + hdrLen), o)
+    else out.copyWithin(o, o - stride, o - stride + hdrLen)
     // TODO(alloc): subarray makes a view object per segment; measured faster than a byte loop.
-    out.set(buf.subarray(frame, frame + hdrLen), o)
     out.set(buf.subarray(frame + hdrLen + k * gsoSize, frame + hdrLen + k * gsoSize + chunk), o + hdrLen)
     const ip = o + eh
     const l4o = ip + ipHl
