@@ -15,6 +15,7 @@ import { Config, PodConfig, parseConfig, ConfigError } from './control/config'
 import { Datapath, PodSpec } from './datapath/datapath'
 import { TapPort } from './ports/tap'
 import { UdpPort } from './ports/udp'
+import { Batch } from './lib/batch'
 import { NativeError, native } from './ports/native'
 import { setupPodInterface, configurePodInterface, linkKind } from './ports/netdev'
 import { ipv4Format, ipv4Parse } from './wire/addr'
@@ -149,10 +150,10 @@ export class Agent extends EventEmitter {
     const { node } = this.cfg
     const offloads = this.cfg.offloads
     native.busyPoll(this.cfg.busyPollUs)
-    this.rx = UdpPort.open({ addr: node.underlayAddr, port: node.vxlanPort, rcvbuf: 8 << 20, sndbuf: 8 << 20, noChecksum: true, gro: offloads })
-    this.tx = openTxPool(node.underlayAddr, this.cfg.vxlan.srcPortMin, this.cfg.vxlan.srcPortMax, node.vxlanPort, offloads)
+    this.rx = UdpPort.open({ addr: node.underlayAddr, port: node.vxlanPort, rcvbuf: 8 << 20, sndbuf: 8 << 20, noChecksum: true, gro: offloads, rx: this.datapath.underlayRx })
+    this.tx = openTxPool(node.underlayAddr, this.cfg.vxlan.srcPortMin, this.cfg.vxlan.srcPortMax, node.vxlanPort, offloads, this.datapath.underlayRx)
     // With offloads, each pool port has a twin socket with UDP checksums on for GSO sends.
-    this.gsoTx = offloads ? this.tx.map((t) => UdpPort.open({ addr: node.underlayAddr, port: t.port, reusePort: true, sndbuf: 8 << 20, gso: true })) : []
+    this.gsoTx = offloads ? this.tx.map((t) => UdpPort.open({ addr: node.underlayAddr, port: t.port, reusePort: true, sndbuf: 8 << 20, gso: true, rx: this.datapath.underlayRx })) : []
     this.datapath.attachUnderlay(this.rx, this.tx, this.gsoTx.map((g) => (g.gsoEnabled ? g : null)))
     this.log.info({ underlay: `${node.underlayIP}:${node.vxlanPort}`, sourcePorts: this.datapath.sourcePorts(), offloads, udpGro: this.rx.gro, udpGso: this.gsoTx.some((g) => g.gsoEnabled) }, 'underlay socket open')
     for (const n of this.cfg.networks) this.datapath.addNetwork(n.vni, n.gatewayAddr ?? 0)
@@ -235,7 +236,7 @@ export class Agent extends EventEmitter {
     let tap: TapPort
     let reattached = false
     if (kind === 'tap') {
-      tap = TapPort.open({ name: p.ifname, netnsPath: p.netnsPath, vnetHdr: true, offloads: this.cfg.offloads, persist: true })
+      tap = TapPort.open({ name: p.ifname, netnsPath: p.netnsPath, vnetHdr: true, offloads: this.cfg.offloads, persist: true, rx: this.datapath.podRx })
       reattached = true
       try {
         await configurePodInterface(iface)
@@ -246,7 +247,7 @@ export class Agent extends EventEmitter {
     } else if (kind !== null) {
       throw new TapestryError('TAPESTRY_POD_IFNAME_TAKEN', `pod ${p.name}: netns ${p.netns} already has an interface ${p.ifname} (a ${kind}, not a Tapestry TAP); choose another ifname or remove it`)
     } else {
-      tap = TapPort.open({ name: iface.tapName, vnetHdr: true, offloads: this.cfg.offloads, persist: true })
+      tap = TapPort.open({ name: iface.tapName, vnetHdr: true, offloads: this.cfg.offloads, persist: true, rx: this.datapath.podRx })
       try {
         await setupPodInterface(iface)
       } catch (err) {
@@ -369,7 +370,7 @@ export class Agent extends EventEmitter {
     const n = this.cfg.networks.find((x) => x.name === network)!
     const mac = derivePodMac(`host:${this.cfg.node.name}:${network}`)
     const name = `tph${n.vni}`.slice(0, 15)
-    const tap = TapPort.open({ name, vnetHdr: true, offloads: this.cfg.offloads, persist: false })
+    const tap = TapPort.open({ name, vnetHdr: true, offloads: this.cfg.offloads, persist: false, rx: this.datapath.podRx })
     try {
       const cmds = [
         `link set dev ${name} address ${macFormat(mac.hi, mac.lo)} mtu ${this.cfg.node.podMtu} up`,
@@ -656,7 +657,7 @@ export function tapNameFor(node: string, pod: string): string {
 }
 
 /** Sockets bound to source ports spread over [min, max]; a port in use is skipped. */
-function openTxPool(addr: number, min: number, max: number, avoid: number, reusePort: boolean): UdpPort[] {
+function openTxPool(addr: number, min: number, max: number, avoid: number, reusePort: boolean, rx: Batch): UdpPort[] {
   const pool: UdpPort[] = []
   const span = max - min + 1
   const want = Math.min(TX_POOL_SIZE, span)
@@ -665,7 +666,7 @@ function openTxPool(addr: number, min: number, max: number, avoid: number, reuse
     for (let tries = 0; tries < 64; tries++, port = port >= max ? min : port + 1) {
       if (port === avoid) continue
       try {
-        pool.push(UdpPort.open({ addr, port, reusePort, sndbuf: 8 << 20, noChecksum: true }))
+        pool.push(UdpPort.open({ addr, port, reusePort, sndbuf: 8 << 20, noChecksum: true, rx }))
         break
       } catch (err) {
         if (!(err instanceof NativeError) || err.code !== 'EADDRINUSE') throw err

@@ -82,7 +82,8 @@ const ROUTER = { hi: ROUTER_MAC_HI, lo: ROUTER_MAC_LO }
 
 /** A pod TAP: rx is filled by the bench, write() counts. */
 export class CountingFrameIo implements FrameIo {
-  readonly rx = new Batch(BATCH_FRAMES, SLOT_SUPER)
+  /** `rx`: the datapath's shared pod batch (as the agent gives its TAPs), or one of its own. */
+  constructor(readonly rx: Batch = new Batch(BATCH_FRAMES, SLOT_SUPER)) {}
   readonly txCounters = new Float64Array(3)
   frames = 0
   bytes = 0
@@ -110,7 +111,7 @@ const UDP_MAX_PAYLOAD_V4 = 65507
 
 /** The underlay socket: rx is filled by the bench; send() counts datagrams and the segments of GSO runs. */
 export class CountingDatagramIo implements DatagramIo {
-  readonly rx = new Batch(BATCH_FRAMES, SLOT_SUPER)
+  constructor(readonly rx: Batch = new Batch(BATCH_FRAMES, SLOT_SUPER)) {}
   readonly txCounters = new Float64Array(3)
   readonly port = VXLAN_PORT
   readonly gsoEnabled = true
@@ -314,15 +315,17 @@ export const C_READ = 13
 
 export class Pipeline {
   readonly dp: Datapath
-  readonly underlay = new CountingDatagramIo()
+  readonly underlay: CountingDatagramIo
   readonly pods: { host: Host; io: CountingFrameIo; port: PodPort }[] = []
   readonly io: Record<'p1' | 'p2' | 'p3' | 'p4' | 'p5', CountingFrameIo>
 
   constructor() {
     this.dp = new Datapath({ vxlanPort: VXLAN_PORT, fdb: { seed: 11 }, services: { seed: 7 }, conntrack: { seed: 5 } })
     this.dp.addNetwork(VNI, GATEWAY)
+    // The ports read into the datapath's arena, as the agent's TAPs and socket do.
+    this.underlay = new CountingDatagramIo(this.dp.underlayRx)
     for (const h of [P1, P2, P3, P4, P5]) {
-      const io = new CountingFrameIo()
+      const io = new CountingFrameIo(this.dp.podRx)
       const port = this.dp.addPod({ name: h.name, vni: VNI, macHi: h.hi, macLo: h.lo, ip: h.ip, mtu: MTU, portSecurity: true, vnetHdr: true }, io)
       this.pods.push({ host: h, io, port })
     }

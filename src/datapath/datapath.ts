@@ -22,7 +22,8 @@
  * (which need VXLAN in the same place) is copied once into a scratch slab for
  * the peers.
  */
-import { Batch, TxList } from '../lib/batch'
+import { Batch, BATCH_FRAMES, SLOT_SUPER, TxList } from '../lib/batch'
+import { copyInto } from '../wire/bytes'
 import {
   ETH_HLEN, ETH_OFF_DST, ETH_OFF_SRC, ETHERTYPE_ARP, ETHERTYPE_IPV4, ethCheck, ethTypeAfterTags,
   macHi, macLo, macIs, macIsMulticast, macWrite, macCopy,
@@ -270,8 +271,21 @@ export class Datapath {
   private dirtyCount = 0
   private underlay: DatagramIo | null = null
   private txSockets: TxSocket[] = []
-  private readonly scratch = new Uint8Array(SCRATCH_BYTES)
-  private scratchUsed = 0
+  /**
+   * One ArrayBuffer for the rx batch every pod TAP reads into, the underlay's rx
+   * batch and the scratch slab (at its end), so that copies between them are
+   * copyWithin, not a view object per frame (wire/bytes.ts). Ports that read into
+   * batches of their own still work; their copies go through set().
+   */
+  readonly arena: Uint8Array
+  /** The rx batch to give every pod and host TAP of this datapath (TapOptions.rx). */
+  readonly podRx: Batch
+  /** The rx batch to give the underlay socket (UdpOptions.rx). */
+  readonly underlayRx: Batch
+  /** The whole arena: scratch offsets are arena offsets from scratchBase on. */
+  private readonly scratch: Uint8Array
+  private readonly scratchBase: number
+  private scratchUsed: number
   /** MTU of the pod whose batch is being processed. */
   private batchMtu = 65535
   /** GRO payload chains of this batch: rx slab offset, length, next index. */
@@ -291,6 +305,13 @@ export class Datapath {
   private readonly hashSeed = (Math.random() * 2 ** 32) | 0
 
   constructor(opts: DatapathOptions) {
+    const rxBytes = BATCH_FRAMES * SLOT_SUPER
+    this.arena = new Uint8Array(2 * rxBytes + SCRATCH_BYTES)
+    this.podRx = new Batch(BATCH_FRAMES, SLOT_SUPER, this.arena.subarray(0, rxBytes))
+    this.underlayRx = new Batch(BATCH_FRAMES, SLOT_SUPER, this.arena.subarray(rxBytes, 2 * rxBytes))
+    this.scratch = this.arena
+    this.scratchBase = 2 * rxBytes
+    this.scratchUsed = this.scratchBase
     this.vxlanPort = opts.vxlanPort
     this.fdb = new Fdb(opts.fdb)
     this.arp = new ArpTable(this.fdb.ageMs, this.fdb.maxEntries)
@@ -487,7 +508,7 @@ export class Datapath {
     const st = pod.id * 4
     this.batches++
     this.batchFrames += n
-    this.scratchUsed = 0
+    this.scratchUsed = this.scratchBase
     let rxBytes = 0
     for (let i = 0; i < n; i++) {
       const base = rx.off(i)
@@ -577,7 +598,7 @@ export class Datapath {
     const meta = rx.meta
     this.batches++
     this.batchFrames += n
-    this.scratchUsed = 0
+    this.scratchUsed = this.scratchBase
     let rxBytes = 0
     for (let i = 0; i < n; i++) {
       const off0 = rx.off(i)
@@ -588,7 +609,7 @@ export class Datapath {
       // With UDP GRO one datagram may carry several of the sender's segments, each a VXLAN packet.
       const seg = gso > 0 ? gso : len0
       for (let off = off0; off < off0 + len0; off += seg) {
-        this.underlayFrame(buf, off, off + seg <= off0 + len0 ? seg : off0 + len0 - off, meta[3 * i], meta[3 * i + 1], u.port, now)
+        this.underlayFrame(buf, off, off + seg <= off0 + len0 ? seg : off0 + len0 - off, meta[3 * i] | 0, meta[3 * i + 1], u.port, now)
       }
     }
     this.groCloseAll()
@@ -598,8 +619,9 @@ export class Datapath {
   }
 
   /** One VXLAN packet from the underlay (a datagram, or one segment of a GRO datagram). */
+  /** `src` is the sender's IPv4 address as an int32 (`| 0`: a small integer, never boxed). */
   private underlayFrame(buf: Uint8Array, off: number, len: number, src: number, sport: number, localPort: number, now: number): void {
-    if (this.capture !== null) this.capture.frame(CapturePoint.UnderlayRx, UNDERLAY_PORT, len >= 8 ? vxlanVni(buf, off) : 0, buf, off, len, -1, src, sport, localPort)
+    if (this.capture !== null) this.capture.frame(CapturePoint.UnderlayRx, UNDERLAY_PORT, len >= 8 ? vxlanVni(buf, off) : 0, buf, off, len, -1, src >>> 0, sport, localPort)
     let peer = this.peers.indexOf(src)
     if (peer < 0 && !this.learnPeers) { this.drops[Drop.UnknownPeer]++; return }
     const vh = vxlanCheck(buf, off, len)
@@ -784,7 +806,7 @@ export class Datapath {
       if (this.scratchUsed + len > this.scratch.length) { this.drops[Drop.QueueFull]++; return }
       const c = this.scratchUsed
       this.scratchUsed += len
-      this.scratch.set(buf.subarray(frame, frame + len), c)
+      copyInto(this.scratch, c, buf, frame, frame + len)
       if (!vnetCompleteChecksum(this.scratch, c, len, vnetCsumStart(buf, base), vnetCsumOffset(buf, base))) { this.drops[Drop.BadOffload]++; return }
       this.queuePod(q, c, len, true)
       return
@@ -886,7 +908,7 @@ export class Datapath {
     const v = this.scratchUsed
     this.scratchUsed += need
     vxlanWrite(this.scratch, v, net.vni)
-    this.scratch.set(buf.subarray(frame, frame + len), v + VXLAN_HLEN)
+    copyInto(this.scratch, v + VXLAN_HLEN, buf, frame, frame + len)
     // A partial checksum is completed in the copy; the local pods got the original.
     if (srcVnet > 0 && (vnetFlags(buf, base) & VNET_F_NEEDS_CSUM) !== 0 &&
         !vnetCompleteChecksum(this.scratch, v + VXLAN_HLEN, len, vnetCsumStart(buf, base), vnetCsumOffset(buf, base))) {
@@ -960,7 +982,7 @@ export class Datapath {
     if (this.scratchUsed + VNET_HLEN + len > out.length) { this.drops[Drop.QueueFull]++; return }
     const vnet = this.scratchUsed
     this.scratchUsed += VNET_HLEN + len
-    out.set(buf.subarray(frame, frame + len), vnet + VNET_HLEN)
+    copyInto(out, vnet + VNET_HLEN, buf, frame, frame + len)
     vnetWriteForDelivery(out, vnet, len)
     this.queuePod(q, vnet, VNET_HLEN + len, true)
   }
@@ -978,7 +1000,7 @@ export class Datapath {
       if (this.scratchUsed + VNET_HLEN + len > out.length) { this.drops[Drop.QueueFull]++; return }
       const v = this.scratchUsed
       this.scratchUsed += VNET_HLEN + len
-      out.set(buf.subarray(frame, frame + len), v + VNET_HLEN)
+      copyInto(out, v + VNET_HLEN, buf, frame, frame + len)
       vnetWrite(out, v, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, hdr, mss, ETH_HLEN + ihl, 16)
       this.queuePod(q, v, VNET_HLEN + len, true)
       return
@@ -1002,11 +1024,11 @@ export class Datapath {
     this.scratchUsed += VNET_HLEN + q.groLen
     let o = vnet + VNET_HLEN
     const firstLen = q.groHdr + q.groMss
-    out.set(buf.subarray(first, first + firstLen), o)
+    copyInto(out, o, buf, first, first + firstLen)
     o += firstLen
     for (let c = q.groHead; c >= 0; c = this.groChainNext[c]) {
       const off = this.groChainOff[c]
-      out.set(buf.subarray(off, off + this.groChainLen[c]), o)
+      copyInto(out, o, buf, off, off + this.groChainLen[c])
       o += this.groChainLen[c]
     }
     groFinish(out, vnet, q.groLen, q.groHdr, q.groMss, q.groSegs, q.groPsh)

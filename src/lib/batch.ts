@@ -8,7 +8,11 @@
  *            ^ i*slotSize           ^ off(i)
  *
  * A batch is allocated once when a port opens and reused for every read. Nothing
- * may keep a reference into a slot past the processing of its batch.
+ * may keep a reference into a slot past the processing of its batch. So one batch
+ * may serve every port of a thread: each read is processed to its end (and its
+ * frames sent) before the loop reads anything else. The datapath does that, with
+ * its batches and scratch slab in one arena (copies between them are copyWithin:
+ * see wire/bytes.ts).
  */
 export const HEADROOM = 64
 
@@ -27,8 +31,10 @@ export class Batch {
   /** Frames valid in the current round. */
   count = 0
 
-  constructor(readonly slots: number = BATCH_FRAMES, readonly slotSize: number = SLOT_PLAIN) {
-    this.data = new Uint8Array(slots * slotSize)
+  /** `data`: memory to use (at least slots * slotSize bytes) instead of a new slab. */
+  constructor(readonly slots: number = BATCH_FRAMES, readonly slotSize: number = SLOT_PLAIN, data?: Uint8Array) {
+    if (data !== undefined && data.length < slots * slotSize) throw new RangeError(`batch memory of ${data.length} bytes is smaller than ${slots} slots of ${slotSize}`)
+    this.data = data !== undefined ? data.subarray(0, slots * slotSize) : new Uint8Array(slots * slotSize)
     this.len = new Uint32Array(slots)
     this.meta = new Uint32Array(slots * 3)
   }

@@ -15,7 +15,11 @@ export function isPeerPort(port: number): boolean {
 
 export class PeerTable {
   readonly addr = new Uint32Array(MAX_PEERS)
-  /** Source address -> index. Keyed by the u32 address: no strings per packet. */
+  /**
+   * Source address -> index, keyed by the address as an int32 (`addr | 0`): no
+   * strings per packet, and no heap number either (an address of 128.0.0.0 or
+   * above is not a small integer as a u32, and would be boxed on every lookup).
+   */
   private readonly byAddr = new Map<number, number>()
   private readonly free: number[] = []
   private next = 0
@@ -27,13 +31,13 @@ export class PeerTable {
   get size(): number { return this.byAddr.size }
 
   indexOf(addr: number): number {
-    const i = this.byAddr.get(addr)
+    const i = this.byAddr.get(addr | 0)
     return i === undefined ? -1 : i
   }
 
   /** Adds a peer (or returns the existing one); -1 when MAX_PEERS are in use. */
   add(addr: number, configured: boolean): number {
-    const known = this.byAddr.get(addr)
+    const known = this.byAddr.get(addr | 0)
     if (known !== undefined) {
       if (configured) this.configured[known] = 1
       return known
@@ -42,23 +46,23 @@ export class PeerTable {
     if (i < 0) return -1
     this.addr[i] = addr >>> 0
     this.configured[i] = configured ? 1 : 0
-    this.byAddr.set(addr >>> 0, i)
+    this.byAddr.set(addr | 0, i)
     this.rebuild()
     return i
   }
 
   /** Removes a peer; returns its index or -1. */
   remove(addr: number): number {
-    const i = this.byAddr.get(addr)
+    const i = this.byAddr.get(addr | 0)
     if (i === undefined) return -1
-    this.byAddr.delete(addr)
+    this.byAddr.delete(addr | 0)
     this.free.push(i)
     this.rebuild()
     return i
   }
 
   list(): number[] {
-    return [...this.byAddr.keys()]
+    return [...this.byAddr.keys()].map((a) => a >>> 0)
   }
 
   private rebuild(): void {

@@ -25,6 +25,12 @@ export interface TapOptions {
   persist?: boolean
   batchFrames?: number
   /**
+   * Read into this batch instead of a new one (shared by the ports of a
+   * datapath; see lib/batch.ts). Its slots must hold super-frames when the
+   * offloads include TSO.
+   */
+  rx?: Batch
+  /**
    * Open the device inside this network namespace (a path such as
    * /var/run/netns/pod1) instead of the agent's: used to re-attach to a pod's
    * persistent TAP, which lives in the pod's namespace under its pod-side name.
@@ -47,12 +53,16 @@ export class TapPort {
     readonly vnetHdr: boolean,
     offloadFlags: number,
     batchFrames: number,
+    rx: Batch | undefined,
   ) {
     this.offloadFlags = offloadFlags
-    this.rx = new Batch(batchFrames, offloadFlags & (TUN_F_TSO4 | TUN_F_TSO6) ? SLOT_SUPER : SLOT_PLAIN)
+    this.rx = rx ?? new Batch(batchFrames, offloadFlags & (TUN_F_TSO4 | TUN_F_TSO6) ? SLOT_SUPER : SLOT_PLAIN)
   }
 
   static open(opts: TapOptions): TapPort {
+    if (opts.rx !== undefined && opts.rx.slotSize < (opts.offloads ? SLOT_SUPER : SLOT_PLAIN)) {
+      throw new RangeError(`shared rx batch slots of ${opts.rx.slotSize} bytes cannot hold this TAP's frames`)
+    }
     const vnet = opts.vnetHdr === true || opts.offloads === true
     const flags = (vnet ? TAP_VNET_HDR : 0) | (opts.multiQueue ? TAP_MULTI_QUEUE : 0)
     const [fd, name] = opts.netnsPath ? native.tapOpenInNetns(opts.netnsPath, opts.name, flags) : native.tapOpen(opts.name, flags)
@@ -66,7 +76,7 @@ export class TapPort {
       native.closeFd(fd)
       throw err
     }
-    return new TapPort(fd, name, vnet, offload, opts.batchFrames ?? BATCH_FRAMES)
+    return new TapPort(fd, name, vnet, offload, opts.batchFrames ?? BATCH_FRAMES, opts.rx)
   }
 
   /** Starts batched receive: onBatch(n) runs once per batch with rx.len[0..n) filled; n < 0 is -errno. */

@@ -19,6 +19,8 @@ export interface UdpOptions {
   /** Socket buffer sizes in bytes (SO_RCVBUFFORCE/SO_SNDBUFFORCE; needs root). */
   rcvbuf?: number
   sndbuf?: number
+  /** Read into this batch instead of a new one (see TapOptions.rx); super-frame slots with gro. */
+  rx?: Batch
 }
 
 export class UdpPort {
@@ -31,12 +33,15 @@ export class UdpPort {
   private handle: object | null = null
   private closed = false
 
-  private constructor(readonly fd: number, readonly addr: number, readonly port: number, gro: boolean, batchFrames: number) {
+  private constructor(readonly fd: number, readonly addr: number, readonly port: number, gro: boolean, batchFrames: number, rx: Batch | undefined) {
     this.gro = gro
-    this.rx = new Batch(batchFrames, gro ? SLOT_SUPER : SLOT_PLAIN)
+    this.rx = rx ?? new Batch(batchFrames, gro ? SLOT_SUPER : SLOT_PLAIN)
   }
 
   static open(opts: UdpOptions): UdpPort {
+    if (opts.rx !== undefined && opts.rx.slotSize < (opts.gro ? SLOT_SUPER : SLOT_PLAIN)) {
+      throw new RangeError(`shared rx batch slots of ${opts.rx.slotSize} bytes cannot hold this socket's datagrams`)
+    }
     const [fd, port] = native.udpOpen(opts.addr >>> 0, opts.port, opts.reusePort ? UDP_REUSEPORT : 0)
     let gro = false
     try {
@@ -48,7 +53,7 @@ export class UdpPort {
       native.closeFd(fd)
       throw err
     }
-    const u = new UdpPort(fd, opts.addr >>> 0, port, gro, opts.batchFrames ?? BATCH_FRAMES)
+    const u = new UdpPort(fd, opts.addr >>> 0, port, gro, opts.batchFrames ?? BATCH_FRAMES, opts.rx)
     if (opts.gso && !opts.noChecksum) u.gsoEnabled = u.gsoSupported()
     return u
   }

@@ -34,7 +34,7 @@ export class ArpTable {
 
   /** Learns or refreshes; a static entry is never replaced by learning. */
   learn(vni: number, ip: number, hi: number, lo: number, nowMs: number): void {
-    this.set(vni, ip, hi, lo, nowMs + this.ageMs, false)
+    this.set(vni, ip, hi, lo, nowMs, false)
   }
 
   addStatic(vni: number, ip: number, hi: number, lo: number): void {
@@ -71,7 +71,12 @@ export class ArpTable {
     return out
   }
 
-  private set(vni: number, ip: number, hi: number, lo: number, expiry: number, isStatic: boolean): void {
+  /**
+   * `from` is the learning time (the entry expires ageMs later) or Infinity for a
+   * static entry. The sum is made here, stored straight into the Float64Array:
+   * passed as an argument it would be a new heap number per ARP packet.
+   */
+  private set(vni: number, ip: number, hi: number, lo: number, from: number, isStatic: boolean): void {
     this.key[0] = vni
     this.key[1] = ip
     let id = this.table.find()
@@ -83,6 +88,6 @@ export class ArpTable {
     }
     this.hi[id] = hi
     this.lo[id] = lo
-    this.expiry[id] = expiry
+    this.expiry[id] = from + this.ageMs
   }
 }
