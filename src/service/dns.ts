@@ -281,6 +281,11 @@ export class DnsResponder {
       ({ rcode, aa: false, question: null, answers: [], authorities: [], opt: null })
     if (opcode !== 0) return fail(DnsRcode.NotImp)
     if (u16(query, 4) !== 1) return fail(DnsRcode.FormErr)
+    // A record takes at least 11 bytes (root name, type, class, TTL, RDLENGTH), the question 5: record
+    // counts that cannot fit are FORMERR before decoding, as decoding would find. dns-packet allocates
+    // an array of each count's size first, so a 12-byte query with counts of 65535 cost about 1.5 MB
+    // of garbage (seen in the fuzz test, test/unit/fuzz/dns-queries.test.ts, as GC time).
+    if (u16(query, 6) + u16(query, 8) + u16(query, 10) > (query.length - DNS_HEADER_LEN - 5) / 11) return fail(DnsRcode.FormErr)
     let msg: dnsPacket.DecodedPacket
     try {
       msg = dnsPacket.decode(query)
@@ -325,7 +330,11 @@ export class DnsResponder {
       }
       return { rcode: DnsRcode.NxDomain, aa: true, question: q, answers: [], authorities: [this.soa()] }
     }
-    const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.in-addr\.arpa$/.exec(lname)
+    // Octets as decimal numbers without leading zeros (RFC 1035 §3.5): "020.0.96.10.in-addr.arpa" is
+    // another name than "20.0.96.10.in-addr.arpa", one with no record, and was answered as if it were
+    // the same (found by the fuzz test, test/unit/fuzz/dns-queries.test.ts). Now refused like any
+    // in-addr.arpa name that is no ClusterIP.
+    const m = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.in-addr\.arpa$/.exec(lname)
     if (m !== null) {
       const b = [m[4], m[3], m[2], m[1]].map(Number)
       if (b.every((x) => x <= 255)) {

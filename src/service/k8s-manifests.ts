@@ -219,6 +219,14 @@ export function readManifests(text: string): ManifestResult {
       return
     }
     if (v === null || v === undefined) return // an empty document
+    // An alias inside the node it names (`&a [*a]`, `metadata: &m {x: *m}`) makes a value that contains
+    // itself: JSON.stringify (issue messages, and the agent, which gets the services as JSON) cannot take
+    // it, and readManifests threw a TypeError instead of a ManifestError (found by the fuzz test,
+    // test/unit/fuzz/k8s-manifests.test.ts). Refuse such a document.
+    if (containsItself(v)) {
+      issues.push(`${where}: YAML: an alias refers to a node that contains it (a recursive structure)`)
+      return
+    }
     if (Array.isArray(v)) v.forEach((s, j) => tapestryService(`${where} [${j}]`, s))
     else if (isObj(v)) object(where, v)
     else issues.push(`${where}: not an object or a list (got ${show(v)})`)
@@ -256,6 +264,35 @@ export function readManifests(text: string): ManifestResult {
     throw new ManifestError(issues.sort((a, b) => docOf(a) - docOf(b)))
   }
   return { services, skipped }
+}
+
+/**
+ * True if `root` contains itself through arrays and plain objects (what JSON.stringify walks). A node
+ * reached twice by plain aliases is not a cycle; each node is walked once, without recursion, so deep
+ * nesting and shared nodes cost no more than their size.
+ */
+function containsItself(root: unknown): boolean {
+  const walkable = (v: unknown): v is object => v !== null && typeof v === 'object' &&
+    (Array.isArray(v) || Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null)
+  if (!walkable(root)) return false
+  const open = new Set<object>([root]) // on the current path
+  const done = new Set<object>()
+  const path: { node: object; kids: unknown[]; next: number }[] = [{ node: root, kids: Object.values(root), next: 0 }]
+  while (path.length > 0) {
+    const top = path[path.length - 1]
+    if (top.next === top.kids.length) {
+      path.pop()
+      open.delete(top.node)
+      done.add(top.node)
+      continue
+    }
+    const kid = top.kids[top.next++]
+    if (!walkable(kid) || done.has(kid)) continue
+    if (open.has(kid)) return true
+    open.add(kid)
+    path.push({ node: kid, kids: Object.values(kid), next: 0 })
+  }
+  return false
 }
 
 /** A Service object; null after pushing issues, or 'ExternalName'. */

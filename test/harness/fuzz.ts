@@ -82,7 +82,8 @@ const WORDS16 = [0, 1, 0x7f, 0x80, 0xff, 0x100, 0x5ff, 0x600, 0x7fff, 0x8000, 0x
  * garbage appended, or a splice with `other`. Several may stack.
  */
 export function mutate(rng: Rng, t: Uint8Array, other?: Uint8Array): Uint8Array {
-  let b: Uint8Array = t.slice()
+  // Uint8Array.from, not slice(): on a Buffer slice() is a view of the template, not a copy.
+  let b: Uint8Array = Uint8Array.from(t)
   const rounds = 1 + below(rng, 3)
   for (let r = 0; r < rounds; r++) {
     switch (below(rng, 9)) {
@@ -162,7 +163,7 @@ export function fuzzInput(rng: Rng, templates: readonly Uint8Array[], maxRandom 
   const m = below(rng, 10)
   if (m === 0 || templates.length === 0) return randomBytes(rng, below(rng, maxRandom + 1))
   const t = pick(rng, templates)
-  if (m === 1) return t.slice()
+  if (m === 1) return Uint8Array.from(t)
   return mutate(rng, t, pick(rng, templates))
 }
 
