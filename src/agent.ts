@@ -135,7 +135,10 @@ export class Agent extends EventEmitter {
       const dns = new DnsResponder({ ip: cfg.dns.ipAddr, clusterDomain: cfg.dns.clusterDomain })
       const hi = this.datapath.routerMacHi
       const lo = this.datapath.routerMacLo
-      this.datapath.responder = (buf, frame, l3, len, capacity) => dns.answer(buf, frame, l3, len, capacity, hi, lo)
+      this.datapath.responder = (buf, frame, l3, len, capacity) => {
+        const n = dns.answer(buf, frame, l3, len, capacity, hi, lo)
+        return n > 0 ? n : dns.dropped ? -1 : 0
+      }
       this.onServicesChanged = (list) => {
         dns.setServices(list.map((sv) => ({ name: sv.name, namespace: sv.namespace ?? 'default', clusterIP: ipv4Parse(sv.clusterIP) })).filter((x) => x.clusterIP > 0))
       }

@@ -244,7 +244,8 @@ export class Datapath {
   /**
    * Optional local responder for frames to the router MAC that are not service
    * traffic (DNS): rewrites the frame into its reply in place and returns its
-   * length, or 0 when it does not answer.
+   * length, 0 when the frame is not for it, or -1 when it was for it but is
+   * dropped (counted as dns_invalid).
    */
   responder: ((buf: Uint8Array, frame: number, l3: number, len: number, capacity: number) => number) | null = null
   readonly peers = new PeerTable()
@@ -721,6 +722,7 @@ export class Datapath {
         this.queuePod(pod, base, vnetLen + n, false)
         return
       }
+      if (n < 0) { this.drops[Drop.DnsInvalid]++; return }
     }
     if (v === Verdict.NotService) this.drops[Drop.NoRoute]++
   }

@@ -32,11 +32,13 @@ export enum Drop {
   BadOffload,
   /** Flooded frames over the per-port storm limit. */
   Storm,
+  /** A query to the cluster DNS server that it could not read or answer. */
+  DnsInvalid,
 }
 
-export const DROP_COUNT = Drop.Storm + 1
+export const DROP_COUNT = Drop.DnsInvalid + 1
 
 export const DROP_NAMES: readonly string[] = [
   'malformed', 'vxlan_no_i_flag', 'unknown_vni', 'unknown_peer', 'mtu', 'spoofed', 'not_local', 'same_port',
-  'queue_full', 'tx_backpressure', 'tx_error', 'no_route', 'bad_offload', 'storm',
+  'queue_full', 'tx_backpressure', 'tx_error', 'no_route', 'bad_offload', 'storm', 'dns_invalid',
 ]

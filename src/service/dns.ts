@@ -126,6 +126,13 @@ export class DnsResponder {
   readonly ttl: number
   /** The RCODE of the last answer (extended, so 16 for BADVERS), or -1 if the last call returned 0. */
   lastRcode = -1
+  /**
+   * Whether the last call dropped a frame that was addressed to this server
+   * (ip, UDP port 53) but could not be answered: unreadable, a response, no
+   * room. The datapath counts those as dns_invalid, apart from frames that are
+   * simply not DNS.
+   */
+  dropped = false
   /** The SOA serial: bumped by every setServices. */
   serial = 1
 
@@ -202,11 +209,13 @@ export class DnsResponder {
     routerMacHi: number, routerMacLo: number,
   ): number {
     this.lastRcode = -1
+    this.dropped = false
     try {
       return this.answerFrame(buf, frame, l3, len, capacity, routerMacHi, routerMacLo)
     } catch {
       // dns-packet throws on what it cannot read or write; the datapath never sees it.
       this.lastRcode = -1
+      this.dropped = true
       return 0
     }
   }
@@ -223,6 +232,8 @@ export class DnsResponder {
     const l4 = l3 + ihl
     const end = l3 + ipv4TotalLen(buf, l3)
     if (udpCheck(buf, l4, end - l4) < 0 || udpDstPort(buf, l4) !== DNS_PORT) return 0
+    // From here on the frame is for this server: not answering it is a drop.
+    this.dropped = true
     const client = ipv4Src(buf, l3)
     const cport = udpSrcPort(buf, l4)
     if (cport === 0) return 0
@@ -272,6 +283,7 @@ export class DnsResponder {
     udpWriteHeader(buf, udp, DNS_PORT, cport, UDP_HLEN + n, 0)
     udpFillChecksumV4(buf, l3, udp)
     this.lastRcode = rcode
+    this.dropped = false
     return outDns - frame + n
   }
 

@@ -318,3 +318,16 @@ test('a frame to the router MAC has no route (no_route), a runt is malformed', (
   assert.deepEqual(rig.takeUnderlay(), [])
   assert.deepEqual(rig.drops(), { NoRoute: 1, Malformed: 1 })
 })
+
+test('a routed frame the local responder drops is counted as dns_invalid, one it does not take as no_route', () => {
+  const rig = new Rig()
+  const a = rig.addPod(A)
+  let calls = 0
+  // The responder takes frames to 10.96.0.10 (and drops them: unreadable), not others.
+  rig.dp.responder = (buf, _frame, l3) => { calls++; return buf[l3 + 16] === 10 && buf[l3 + 17] === 96 ? -1 : 0 }
+  rig.fromPod(a, [tcpTo(A, { mac: ROUTER_MAC, ip: '10.96.0.10' }), tcpTo(A, { mac: ROUTER_MAC, ip: '8.8.8.8' })])
+  assert.equal(calls, 2)
+  assert.deepEqual(rig.takeFrames(a), [])
+  assert.deepEqual(rig.takeUnderlay(), [])
+  assert.deepEqual(rig.drops(), { DnsInvalid: 1, NoRoute: 1 })
+})

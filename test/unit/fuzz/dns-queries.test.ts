@@ -33,9 +33,10 @@
  * question echoed byte for byte as asked, and answers that are right (the
  * ClusterIP of the named service, the FQDNs of a ClusterIP, the zone's SOA).
  *
- * Drops: the responder has no drop counters of its own. It returns 0 and
- * lastRcode -1, and the datapath counts the frame (Drop.NoRoute); what is
- * checked here is that nothing else happens to such a frame's buffer.
+ * Drops: the responder returns 0 and lastRcode -1; `dropped` tells the
+ * datapath whether the frame was for the server (counted as dns_invalid) or
+ * not DNS at all (no_route). Checked here: nothing else happens to such a
+ * frame's buffer, and `dropped` is never set beside an answer.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -500,6 +501,7 @@ test(`DnsResponder.answer: any query frame gets a valid reply or a clean drop, r
       return
     }
     seen.answered++
+    if (r.dropped) fail('drop', 'dropped set beside an answer', payload)
     if (l3 - frame > 14) seen.tagged++
     if (a === null) return fail('answered', 'a reply to a frame without an IPv4 header', payload)
     checkReply(b, n, a, r, seen)

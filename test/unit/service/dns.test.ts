@@ -233,7 +233,11 @@ test('malformed queries: FORMERR with the id when the header is readable, nothin
   for (const len of [0, 1, 11]) {
     const f = queryFrame(valid.subarray(0, len))
     assert.equal(r.answer(f.buf, f.off, f.l3, f.len, BUF_LEN - FRAME_OFF, HI, LO), 0, `length ${len}`)
+    assert.equal(r.dropped, true, `length ${len}: a query to the server that is dropped (dns_invalid)`)
   }
+  const ok = queryFrame(valid)
+  assert.ok(r.answer(ok.buf, ok.off, ok.l3, ok.len, BUF_LEN - FRAME_OFF, HI, LO) > 0)
+  assert.equal(r.dropped, false, 'an answered query is not a drop')
   // Header, question cut short.
   for (const len of [12, 15, valid.length - 1]) {
     const { msg } = ask(r, valid.subarray(0, len))
@@ -288,6 +292,8 @@ test('never answers an answer, nor anything not a UDP query to the DNS address o
     const before = f.buf.slice()
     assert.equal(r.answer(f.buf, f.off, f.l3, f.len, BUF_LEN - FRAME_OFF, HI, LO), 0, what)
     assert.deepEqual(f.buf, before, `${what}: frame untouched`)
+    // Not DNS for this server (no_route in the datapath), except what came to ip:53 over UDP.
+    assert.equal(r.dropped, what === 'a response' || what === 'source port 0', `${what}: dropped`)
   }
   // Truncated IPv4 / UDP.
   const f = queryFrame(queryBytes({ name: 'web.default.svc.cluster.local' }))
