@@ -153,7 +153,7 @@ export class Agent extends EventEmitter {
     const { node } = this.cfg
     const offloads = this.cfg.offloads
     native.busyPoll(this.cfg.busyPollUs)
-    this.rx = UdpPort.open({ addr: node.underlayAddr, port: node.vxlanPort, rcvbuf: 8 << 20, sndbuf: 8 << 20, noChecksum: true, gro: offloads, rx: this.datapath.underlayRx })
+    this.rx = UdpPort.open({ addr: node.underlayAddr, port: node.vxlanPort, rcvbuf: this.cfg.vxlan.rcvbufBytes, sndbuf: 8 << 20, noChecksum: true, gro: offloads, rx: this.datapath.underlayRx })
     this.tx = openTxPool(node.underlayAddr, this.cfg.vxlan.srcPortMin, this.cfg.vxlan.srcPortMax, node.vxlanPort, offloads, this.datapath.underlayRx)
     // With offloads, each pool port has a twin socket with UDP checksums on for GSO sends.
     this.gsoTx = offloads ? this.tx.map((t) => UdpPort.open({ addr: node.underlayAddr, port: t.port, reusePort: true, sndbuf: 8 << 20, gso: true, rx: this.datapath.underlayRx })) : []
@@ -181,6 +181,7 @@ export class Agent extends EventEmitter {
       ['node.vxlanPort', this.cfg.node.vxlanPort, next.node.vxlanPort], ['node.mtu', this.cfg.node.mtu, next.node.mtu],
       ['node.podMtu', this.cfg.node.podMtu, next.node.podMtu], ['offloads', this.cfg.offloads, next.offloads],
       ['vxlan.srcPortMin', this.cfg.vxlan.srcPortMin, next.vxlan.srcPortMin], ['vxlan.srcPortMax', this.cfg.vxlan.srcPortMax, next.vxlan.srcPortMax],
+      ['vxlan.rcvbufBytes', this.cfg.vxlan.rcvbufBytes, next.vxlan.rcvbufBytes],
       ['api.socket', this.cfg.api.socket, next.api.socket],
       ['serviceRange', this.cfg.serviceRange, next.serviceRange],
       ['networks[].hostIP', JSON.stringify(this.cfg.networks.map((n) => [n.name, n.hostIP])), JSON.stringify(next.networks.filter((n) => this.cfg.networks.some((m) => m.name === n.name)).map((n) => [n.name, n.hostIP]))],

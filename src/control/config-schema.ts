@@ -191,9 +191,20 @@ export const podSchema = z.strictObject({
   portSecurity: bool.default(true),
 }, { error: notA('a mapping') })
 
+/** The VXLAN socket's receive buffer: the queue in front of the agent when it is the bottleneck. */
+export const VXLAN_DEFAULT_RCVBUF = 8 << 20
+const rcvbufWhat = 'an integer number of bytes from 65536 to 1073741824'
+
 export const vxlanSchema = z.strictObject({
   srcPortMin: port.default(VXLAN_DEFAULT_SRC_PORT_MIN),
   srcPortMax: port.default(VXLAN_DEFAULT_SRC_PORT_MAX),
+  /**
+   * SO_RCVBUF of the VXLAN socket. Smaller bounds the delay a bulk transfer adds
+   * to other traffic (the queue builds here when the agent is the bottleneck),
+   * at the cost of more drops for TCP to recover from: see bench/RESULTS.md.
+   */
+  rcvbufBytes: z.number({ error: notA(rcvbufWhat) }).int({ error: notA(rcvbufWhat) })
+    .min(65536, { error: notA(rcvbufWhat) }).max(1 << 30, { error: notA(rcvbufWhat) }).default(VXLAN_DEFAULT_RCVBUF),
 }, { error: notA('a mapping') })
 
 const positiveInt = z.number({ error: notA('a positive integer') })

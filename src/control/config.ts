@@ -97,6 +97,8 @@ export interface VxlanConfig {
   /** Range of the outer UDP source port, chosen per inner flow for underlay ECMP. */
   srcPortMin: number
   srcPortMax: number
+  /** Receive buffer of the VXLAN socket, bytes. */
+  rcvbufBytes: number
 }
 
 export interface FdbConfig {

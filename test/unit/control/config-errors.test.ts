@@ -45,6 +45,7 @@ const rows: Row[] = [
   { name: 'a pod that is not a mapping', breakIt: (c) => { c.pods[1] = 'web-2' }, path: 'pods[1]', reason: '"web-2" is not a mapping' },
   { name: 'networks that is not a list', breakIt: (c) => { c.networks = { blue: 1 }; c.pods = [] }, path: 'networks', reason: 'is not a list' },
   { name: 'boolean given as yes', breakIt: (c) => { c.offloads = 'yes' }, path: 'offloads', reason: '"yes" is not true or false' },
+  { name: 'receive buffer too small', breakIt: (c) => { c.vxlan = { rcvbufBytes: 4096 } }, path: 'vxlan.rcvbufBytes', reason: '4096 is not an integer number of bytes from 65536 to 1073741824' },
   { name: 'busy-poll window too long', breakIt: (c) => { c.busyPollUs = 200000 }, path: 'busyPollUs', reason: '200000 is not an integer from 0 to 100000 (microseconds)' },
   { name: 'unknown log level', breakIt: (c) => { c.log = { level: 'verbose' } }, path: 'log.level', reason: '"verbose" is not one of trace, debug, info' },
 
