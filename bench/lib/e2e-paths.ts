@@ -131,7 +131,8 @@ function agentPid(p: Proc): { pid: number; check: string } {
   return { pid: child, check: `pid ${pid} is ${argv[0]}; the agent is its child ${child}` }
 }
 
-export async function buildTapestry(lab: Lab): Promise<BenchPath> {
+/** `extra`: config keys merged into both agents' configs (bench/latency.ts varies vxlan.rcvbufBytes and busyPollUs). */
+export async function buildTapestry(lab: Lab, extra: Record<string, unknown> = {}): Promise<BenchPath> {
   const c = new Cluster(lab)
   const ha = c.addHost('ha', 1)
   const hb = c.addHost('hb', 2)
@@ -146,8 +147,8 @@ export async function buildTapestry(lab: Lab): Promise<BenchPath> {
     endpoints: [{ ip: pb.ip }],
   }]
   // Default config otherwise (offloads on, pod MTU = 1500 - 50); log level info is what tells us the agent is ready.
-  const agA = await c.startAgent(ha, hostConfig(ha, c.hosts, nets, [{ name: 'ta', network: 'blue', netns: pa.ns, ip: `${pa.ip}/16` }], { services }))
-  const agB = await c.startAgent(hb, hostConfig(hb, c.hosts, nets, [{ name: 'tb', network: 'blue', netns: pb.ns, ip: `${pb.ip}/16` }], { services }))
+  const agA = await c.startAgent(ha, hostConfig(ha, c.hosts, nets, [{ name: 'ta', network: 'blue', netns: pa.ns, ip: `${pa.ip}/16` }], { services, ...extra }))
+  const agB = await c.startAgent(hb, hostConfig(hb, c.hosts, nets, [{ name: 'tb', network: 'blue', netns: pb.ns, ip: `${pb.ip}/16` }], { services, ...extra }))
   expectMtu(lab, pa.ns, 'eth0', 'tapestry path')
   expectMtu(lab, pb.ns, 'eth0', 'tapestry path')
   const pids = [agentPid(agA), agentPid(agB)]

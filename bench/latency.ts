@@ -1,0 +1,116 @@
+/**
+ * Latency knobs, measured beside the kernel path in one run.
+ *
+ *   node dist/bench/latency.js [--short] [--rcvbuf 8388608,1048576,262144] [--busy 0,200]
+ *
+ * For the kernel bridge+VXLAN path and for Tapestry with every combination of
+ * vxlan.rcvbufBytes and busyPollUs given: ping RTT idle (p50, p99), ping RTT
+ * while one TCP stream runs beside it (p50, p99), what that stream moved
+ * (Gbit/s) and its retransmissions. Each Tapestry variant is a fresh pair of
+ * agents (the same topology as bench/e2e.ts: two hosts, one pod each, pod MTU
+ * 1450). Prints a markdown table and writes bench/results/latency-<time>.json.
+ *
+ * What it shows: under a bulk transfer the queue that delays other traffic is
+ * the receiving agent's VXLAN socket buffer (the agent is the bottleneck), so
+ * its size trades ping delay for drops (retransmissions) and some throughput;
+ * busy polling only helps when the agent has a core to itself.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { Lab, sh } from '../test/harness/lab'
+import { BenchPath, buildKernel, buildTapestry } from './lib/e2e-paths'
+import { PingResult, pingRtt, pingUnderLoad } from './lib/e2e-loads'
+import { environment } from './lib/e2e-report'
+
+const REPO = path.join(__dirname, '..', '..')
+const t0 = Date.now()
+
+function progress(msg: string): void {
+  process.stderr.write(`[latency +${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}\n`)
+}
+
+function usage(): never {
+  process.stderr.write('usage: node dist/bench/latency.js [--short] [--rcvbuf BYTES,...] [--busy US,...]\n')
+  process.exit(2)
+}
+
+function list(arg: string | undefined): number[] {
+  if (arg === undefined) usage()
+  const v = arg.split(',').map(Number)
+  if (v.some((x) => !Number.isInteger(x) || x < 0)) usage()
+  return v
+}
+
+interface Row {
+  path: string
+  rcvbufBytes: number | null
+  busyPollUs: number | null
+  idle: PingResult | { error: string }
+  loaded: PingResult | { error: string }
+}
+
+async function measure(lab: Lab, p: BenchPath, pings: number): Promise<Pick<Row, 'idle' | 'loaded'>> {
+  const idle = await pingRtt(lab, p.ep, pings).catch((e: Error) => ({ error: e.message }))
+  const loaded = await pingUnderLoad(lab, p.ep, pings).catch((e: Error) => ({ error: e.message }))
+  return { idle, loaded }
+}
+
+function cell(r: PingResult | { error: string }, f: (p: PingResult) => string): string {
+  return 'error' in r ? `error: ${r.error.slice(0, 60)}` : f(r)
+}
+
+async function main(): Promise<number> {
+  const args = process.argv.slice(2)
+  let short = false
+  let rcvbufs = [8 << 20, 1 << 20, 256 << 10]
+  let busy = [0]
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--short') short = true
+    else if (args[i] === '--rcvbuf') rcvbufs = list(args[++i])
+    else if (args[i] === '--busy') busy = list(args[++i])
+    else usage()
+  }
+  if (process.getuid?.() !== 0) { process.stderr.write('bench latency: needs root\n'); return 1 }
+  for (const cmd of ['iperf3', 'ping']) if (!sh(cmd, [cmd === 'ping' ? '-V' : '--version'], { allowFail: true })) { process.stderr.write(`bench latency: ${cmd} missing (run scripts/setup.sh)\n`); return 1 }
+  sh('modprobe', ['vxlan'], { allowFail: true })
+  const pings = short ? 200 : 1000
+  const env = environment(short ? 'short' : 'full', REPO)
+  const rows: Row[] = []
+  {
+    const lab = new Lab()
+    try {
+      progress('kernel bridge + VXLAN')
+      rows.push({ path: 'kernel vxlan (baseline)', rcvbufBytes: null, busyPollUs: null, ...await measure(lab, await buildKernel(lab), pings) })
+    } finally { await lab.cleanup() }
+  }
+  for (const rb of rcvbufs) {
+    for (const us of busy) {
+      const lab = new Lab()
+      try {
+        progress(`Tapestry, vxlan.rcvbufBytes ${rb}, busyPollUs ${us}`)
+        const p = await buildTapestry(lab, { vxlan: { rcvbufBytes: rb }, busyPollUs: us })
+        rows.push({ path: 'Tapestry', rcvbufBytes: rb, busyPollUs: us, ...await measure(lab, p, pings) })
+      } finally { await lab.cleanup() }
+    }
+  }
+  const ms = (v: number): string => v.toFixed(3)
+  const lines = [
+    `## Latency knobs (${short ? 'short' : 'full'} mode: ${pings} pings per figure, 10 ms apart; one TCP stream beside the loaded ones)`,
+    '',
+    `${env.cpus} CPUs, load average ${env.loadAvgStart.toFixed(2)} at start; commit ${env.commit}`,
+    '',
+    '| path | vxlan.rcvbufBytes | busyPollUs | idle p50 ms | idle p99 ms | loaded p50 ms | loaded p99 ms | stream Gbit/s | retransmits |',
+    '|:--|--:|--:|--:|--:|--:|--:|--:|--:|',
+    ...rows.map((r) => `| ${r.path} | ${r.rcvbufBytes ?? '-'} | ${r.busyPollUs ?? '-'} | ${cell(r.idle, (p) => ms(p.p50Ms))} | ${cell(r.idle, (p) => ms(p.p99Ms))} | ${cell(r.loaded, (p) => ms(p.p50Ms))} | ${cell(r.loaded, (p) => ms(p.p99Ms))} | ${cell(r.loaded, (p) => (p.bulk ? p.bulk.gbitPerSec.toFixed(2) : '-'))} | ${cell(r.loaded, (p) => String(p.bulk?.retransmits ?? '-'))} |`),
+    '',
+  ]
+  process.stdout.write(lines.join('\n'))
+  const dir = path.join(REPO, 'bench', 'results')
+  fs.mkdirSync(dir, { recursive: true })
+  const file = path.join(dir, `latency-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}Z.json`)
+  fs.writeFileSync(file, JSON.stringify({ environment: env, pings, rows }, null, 2) + '\n')
+  process.stdout.write(`written: ${path.relative(REPO, file)}\n`)
+  return rows.some((r) => 'error' in r.idle || 'error' in r.loaded) ? 1 : 0
+}
+
+main().then((code) => process.exit(code), (err) => { process.stderr.write(`bench latency: ${err instanceof Error ? err.stack : err}\n`); process.exit(1) })
