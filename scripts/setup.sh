@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(iproute2 iputils-ping libpcap-dev iperf3 tshark tcpdump curl ethtool procps kmod python3 make g++
-  docker-compose etcd-server podman runc containernetworking-plugins busybox-static)
+  docker-compose etcd-server podman runc containernetworking-plugins busybox-static tinc)
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 

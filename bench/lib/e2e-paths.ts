@@ -15,11 +15,14 @@
  * e2e tests (test/harness/overlay.ts).
  */
 import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { execFileSync } from 'node:child_process'
 import { Lab, Proc, parsePing } from '../../test/harness/lab'
 import { Cluster, hostConfig } from '../../test/harness/overlay'
 import { Endpoints, RR_PORT } from './e2e-loads'
 
-export type PathId = 'kernel' | 'tapestry' | 'veth'
+export type PathId = 'kernel' | 'tapestry' | 'tinc' | 'veth'
 
 export interface BenchPath {
   id: PathId
@@ -45,7 +48,17 @@ export interface BenchPath {
   details: Record<string, unknown>
 }
 
-export const PATH_ORDER: PathId[] = ['kernel', 'tapestry', 'veth']
+export const PATH_ORDER: PathId[] = ['kernel', 'tapestry', 'tinc', 'veth']
+
+/** Whether tinc (the userspace VPN, switch mode) is installed for the side-by-side run. */
+export function tincAvailable(): boolean {
+  try {
+    execFileSync('tincd', ['--version'], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
 const VNI = 42
 const VXLAN_PORT = 4789
 export const POD_MTU = 1450
@@ -165,6 +178,70 @@ export async function buildTapestry(lab: Lab, extra: Record<string, unknown> = {
   }
 }
 
+// ---- tinc: another userspace overlay, for comparison
+
+/**
+ * tinc 1.0 in switch mode (an Ethernet switch over UDP, like Tapestry) with
+ * encryption and authentication off (Cipher/Digest none, Compression 0), one
+ * tincd per host whose tap device is bridged with the pod's veth.
+ */
+export async function buildTinc(lab: Lab): Promise<BenchPath> {
+  const ulNs = lab.netns('nul')
+  lab.bridge(ulNs, 'br0')
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapestry-tinc-'))
+  lab.onCleanup(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const hosts = [
+    { tag: 'nha', name: 'nha', ip: '192.168.252.1', pod: { tag: 'na', ip: '10.247.1.2' } },
+    { tag: 'nhb', name: 'nhb', ip: '192.168.252.2', pod: { tag: 'nb', ip: '10.247.2.2' } },
+  ].map((h) => ({ ...h, ns: lab.netns(h.tag), podNs: lab.netns(h.pod.tag), conf: path.join(dir, h.tag) }))
+  for (const [i, h] of hosts.entries()) {
+    lab.veth(h.ns, 'ul0', ulNs, `p${h.tag}`, `${h.ip}/24`)
+    lab.exec(ulNs, ['ip', 'link', 'set', `p${h.tag}`, 'master', 'br0'])
+    fs.mkdirSync(path.join(h.conf, 'hosts'), { recursive: true })
+    fs.writeFileSync(path.join(h.conf, 'tinc.conf'), [
+      `Name = ${h.name}`, 'Mode = switch', 'DeviceType = tap', 'Interface = tnc0', 'AddressFamily = ipv4',
+      `BindToAddress = ${h.ip}`, ...(i === 0 ? [`ConnectTo = ${hosts[1].name}`] : []), '',
+    ].join('\n'))
+    fs.writeFileSync(path.join(h.conf, 'hosts', h.name), [`Address = ${h.ip}`, 'Port = 655', 'Cipher = none', 'Digest = none', 'Compression = 0', ''].join('\n'))
+    execFileSync('tincd', ['-c', h.conf, '-K2048'], { input: '\n\n', stdio: ['pipe', 'ignore', 'ignore'] })
+  }
+  for (const h of hosts) for (const o of hosts) if (o !== h) fs.copyFileSync(path.join(o.conf, 'hosts', o.name), path.join(h.conf, 'hosts', o.name))
+  const pids: number[] = []
+  for (const h of hosts) {
+    const p = lab.spawn(h.ns, ['tincd', '-c', h.conf, '-D', '--pidfile', path.join(h.conf, 'pid'), '--logfile', path.join(h.conf, 'log')])
+    if (p.child.pid) pids.push(p.child.pid)
+    const up = Date.now() + 10_000
+    while (!lab.exec(h.ns, ['ip', '-o', 'link']).includes('tnc0')) {
+      if (p.child.exitCode !== null || Date.now() > up) throw new Error(`tinc path: tincd in ${h.ns} did not create tnc0 (exit ${p.child.exitCode}): ${p.stderr()}`)
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    lab.bridge(h.ns, 'br0')
+    lab.exec(h.ns, ['ip', 'link', 'set', 'tnc0', 'master', 'br0', 'up'])
+    lab.veth(h.podNs, 'eth0', h.ns, 'vpod', `${h.pod.ip}/16`, undefined, POD_MTU)
+    lab.exec(h.ns, ['ip', 'link', 'set', 'vpod', 'master', 'br0'])
+    expectMtu(lab, h.podNs, 'eth0', 'tinc path')
+  }
+  const [a, b] = hosts
+  // The meta connection takes a moment: ping until it answers.
+  const until = Date.now() + 20_000
+  for (;;) {
+    try {
+      await warmUp(lab, { ns: a.podNs, ip: a.pod.ip }, { ns: b.podNs, ip: b.pod.ip }, 'tinc path')
+      break
+    } catch (err) {
+      if (Date.now() > until) throw err
+    }
+  }
+  return {
+    id: 'tinc',
+    label: 'tinc (switch, no crypto)',
+    description: `tinc ${execFileSync('tincd', ['--version']).toString().split('\n')[0].trim()} in switch mode over UDP, Cipher/Digest none, Compression 0: one tincd per host, its tap bridged with the pod's veth (MTU 1450)`,
+    ep: { clientNs: a.podNs, serverNs: b.podNs, serverIp: b.pod.ip },
+    dataplanePids: pids,
+    details: { podMtu: POD_MTU, clientIp: a.pod.ip, serverIp: b.pod.ip },
+  }
+}
+
 // ---- veth: the ceiling
 
 export async function buildVeth(lab: Lab): Promise<BenchPath> {
@@ -186,5 +263,6 @@ export async function buildVeth(lab: Lab): Promise<BenchPath> {
 export const BUILDERS: Record<PathId, (lab: Lab) => Promise<BenchPath>> = {
   kernel: buildKernel,
   tapestry: buildTapestry,
+  tinc: buildTinc,
   veth: buildVeth,
 }
