@@ -91,7 +91,7 @@ async function main(): Promise<number> {
       progress(`building path ${id}`)
       paths.push(await BUILDERS[id](lab))
     }
-    for (const p of paths.filter((q) => q.dataplanePids.length)) progress(`${p.id}: dataplane pids ${p.dataplanePids.join(', ')} (${(p.details.agentPids as Array<{ check: string }>).map((x) => x.check).join('; ')})`)
+    for (const p of paths.filter((q) => q.dataplanePids.length)) progress(`${p.id}: dataplane pids ${p.dataplanePids.join(', ')}${p.details.agentPids ? ` (${(p.details.agentPids as Array<{ check: string }>).map((x) => x.check).join('; ')})` : ''}`)
     for (const m of MEASUREMENTS) {
       for (const p of paths) {
         let cells: Record<string, Cell>
