@@ -381,12 +381,23 @@ export class Conntrack {
     backend: number, bport: number, snat: number,
     svc: number, ep: number, tcpFlags: number, now: number,
   ): number {
-    if (this.count >= this.maxConnections && !this.evictOne(now)) {
-      this.counters[CtCounter.Full]++
-      return -1
-    }
     const t = this.table
     const key = this.key
+    if (this.count >= this.maxConnections) {
+      // Full: make sure the connection would be created before evicting for it.
+      key[0] = client
+      key[1] = vip
+      key[2] = ((cport << 16) | vport) >>> 0
+      key[3] = proto
+      if (t.find() >= 0) {
+        this.counters[CtCounter.Exists]++
+        return -1
+      }
+      if (!this.evictOne(now)) {
+        this.counters[CtCounter.Full]++
+        return -1
+      }
+    }
     key[0] = client
     key[1] = vip
     key[2] = ((cport << 16) | vport) >>> 0

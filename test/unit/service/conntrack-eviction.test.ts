@@ -19,6 +19,16 @@ function alive(ct: Conntrack, cport: number, now: number): boolean {
   return send(ct, { dir: 'o', flags: A, now }, PROTO_TCP, cport) >= 0
 }
 
+test('when full, creating a connection that already exists is refused without evicting anything', () => {
+  const ct = newCt({ maxConnections: 2 })
+  open(ct, S, 10, PROTO_TCP, 1)
+  open(ct, S, 20, PROTO_TCP, 2)
+  assert.equal(open(ct, S, 30, PROTO_TCP, 2), -1)
+  assert.equal(ct.counters[CtCounter.Exists], 1)
+  assert.equal(ct.counters[CtCounter.Evicted], 0)
+  for (const p of [1, 2]) assert.ok(ct.lookup(...tuple(p), 30) >= 0, `port ${p} kept`)
+})
+
 test('when full, the least recently used unassured connection goes first', () => {
   const ct = newCt({ maxConnections: 4 })
   established(ct, 1, 0)
