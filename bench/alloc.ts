@@ -29,7 +29,7 @@
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { environment } from './lib/report'
+import { environment, table } from './lib/report'
 import { COUNTER_NAMES, Mix, Pipeline, buildMixes, controlSink } from './lib/alloc-rig'
 import { AllocationMeter, AllocationSite, GcCounter, GcCounts, HeapFigures, allocationSites, fullGc, gcHow, heapFigures, tick } from './lib/alloc-measure'
 
@@ -202,7 +202,7 @@ async function measure(pl: Pipeline, mix: Mix, args: Args): Promise<MixResult> {
 
 function mb(b: number): string { return (b / 1048576).toFixed(2) }
 
-function table(rs: MixResult[]): string {
+function mixTable(rs: MixResult[]): string {
   const head = ['mix', 'frames', 's', 'Mframes/s', 'heap before MB', 'after MB', 'after GC MB', 'growth B/frame',
     'allocated B/frame', 'scavenges', 'mark-sweeps', 'scavenges/M frames', 'GC ms', 'verdict']
   const rows = rs.map((r) => [
@@ -213,11 +213,7 @@ function table(rs: MixResult[]): string {
       ? (r.allocates.length > 0 ? 'control: caught' : 'control: MISSED')
       : (r.allocates.length > 0 ? 'ALLOCATES' : 'flat'),
   ])
-  const right = head.map((_, i) => i > 0 && i < head.length - 1)
-  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
-  const line = (cells: string[]): string => '| ' + cells.map((c, i) => (right[i] ? c.padStart(w[i]) : c.padEnd(w[i]))).join(' | ') + ' |'
-  const sep = '|' + w.map((n, i) => (right[i] ? '-'.repeat(n + 1) + ':' : ':' + '-'.repeat(n + 1))).join('|') + '|'
-  return [line(head), sep, ...rows.map(line)].join('\n')
+  return table(head, rows, head.map((_, i) => i > 0 && i < head.length - 1))
 }
 
 async function main(): Promise<number> {
@@ -279,7 +275,7 @@ async function main(): Promise<number> {
     `(after a full GC), it allocates more than ${MAX_ALLOCATED_BYTES_PER_FRAME} B/frame (garbage included), it makes more than ` +
     `${MAX_SCAVENGES_PER_MILLION} scavenges per million frames, or any mark-sweep.`)
   out.push('')
-  out.push(table(results))
+  out.push(mixTable(results))
   for (const r of results) {
     if (!r.sites || r.sites.length === 0) continue
     out.push('')

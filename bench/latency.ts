@@ -21,6 +21,7 @@ import { Lab, sh } from '../test/harness/lab'
 import { BenchPath, buildKernel, buildTapestry } from './lib/e2e-paths'
 import { PingResult, pingRtt, pingUnderLoad } from './lib/e2e-loads'
 import { environment } from './lib/e2e-report'
+import { table } from './lib/report'
 
 const REPO = path.join(__dirname, '..', '..')
 const t0 = Date.now()
@@ -99,9 +100,13 @@ async function main(): Promise<number> {
     '',
     `${env.cpus} CPUs, load average ${env.loadAvgStart.toFixed(2)} at start; commit ${env.commit}`,
     '',
-    '| path | vxlan.rcvbufBytes | busyPollUs | idle p50 ms | idle p99 ms | loaded p50 ms | loaded p99 ms | stream Gbit/s | retransmits |',
-    '|:--|--:|--:|--:|--:|--:|--:|--:|--:|',
-    ...rows.map((r) => `| ${r.path} | ${r.rcvbufBytes ?? '-'} | ${r.busyPollUs ?? '-'} | ${cell(r.idle, (p) => ms(p.p50Ms))} | ${cell(r.idle, (p) => ms(p.p99Ms))} | ${cell(r.loaded, (p) => ms(p.p50Ms))} | ${cell(r.loaded, (p) => ms(p.p99Ms))} | ${cell(r.loaded, (p) => (p.bulk ? p.bulk.gbitPerSec.toFixed(2) : '-'))} | ${cell(r.loaded, (p) => String(p.bulk?.retransmits ?? '-'))} |`),
+    table(
+      ['path', 'vxlan.rcvbufBytes', 'busyPollUs', 'idle p50 ms', 'idle p99 ms', 'loaded p50 ms', 'loaded p99 ms', 'stream Gbit/s', 'retransmits'],
+      rows.map((r) => [r.path, String(r.rcvbufBytes ?? '-'), String(r.busyPollUs ?? '-'), cell(r.idle, (p) => ms(p.p50Ms)), cell(r.idle, (p) => ms(p.p99Ms)),
+        cell(r.loaded, (p) => ms(p.p50Ms)), cell(r.loaded, (p) => ms(p.p99Ms)), cell(r.loaded, (p) => (p.bulk ? p.bulk.gbitPerSec.toFixed(2) : '-')),
+        cell(r.loaded, (p) => String(p.bulk?.retransmits ?? '-'))]),
+      [false, true, true, true, true, true, true, true, true],
+    ),
     '',
   ]
   process.stdout.write(lines.join('\n'))

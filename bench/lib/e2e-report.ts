@@ -7,7 +7,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { sh } from '../../test/harness/lab'
 import { Cell, Figure } from './e2e-figures'
-import { Environment as BaseEnvironment, environment as baseEnvironment } from './report'
+import { Environment as BaseEnvironment, environment as baseEnvironment, table } from './report'
 import { BenchPath, PathId, PATH_ORDER } from './e2e-paths'
 
 /** The micro suite's record of where and how figures were taken, plus the iperf3 version and the run's length. */
@@ -53,13 +53,6 @@ function ratioText(r: number | null): string {
 }
 
 // ---- markdown
-
-function table(head: string[], rows: string[][], right: boolean[]): string {
-  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
-  const line = (cells: string[]): string => '| ' + cells.map((c, i) => (right[i] ? c.padStart(w[i]) : c.padEnd(w[i]))).join(' | ') + ' |'
-  const sep = '|' + w.map((n, i) => (right[i] ? '-'.repeat(n + 1) + ':' : ':' + '-'.repeat(n + 1))).join('|') + '|'
-  return [line(head), sep, ...rows.map(line)].join('\n')
-}
 
 export function resultsTable(figures: Figure[], results: Results, paths: BenchPath[]): string {
   const byId = new Map(paths.map((p) => [p.id, p]))

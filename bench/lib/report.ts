@@ -55,7 +55,8 @@ function ns(v: number): string {
   return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)
 }
 
-function table(head: string[], rows: string[][], alignRight: boolean[]): string {
+/** A markdown table, columns padded to their widest cell; `alignRight[i]` right-aligns column i. */
+export function table(head: string[], rows: string[][], alignRight: boolean[]): string {
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
   const line = (cells: string[]): string => '| ' + cells.map((c, i) => (alignRight[i] ? c.padStart(w[i]) : c.padEnd(w[i]))).join(' | ') + ' |'
   const sep = '|' + w.map((n, i) => (alignRight[i] ? '-'.repeat(n + 1) + ':' : ':' + '-'.repeat(n + 1))).join('|') + '|'
