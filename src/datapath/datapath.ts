@@ -25,7 +25,7 @@
 import { Batch, BATCH_FRAMES, SLOT_SUPER, TxList } from '../lib/batch'
 import { copyInto } from '../wire/bytes'
 import {
-  ETH_HLEN, ETH_OFF_DST, ETH_OFF_SRC, ETHERTYPE_ARP, ETHERTYPE_IPV4, ethCheck, ethTypeAfterTags,
+  ETH_HLEN, ETH_OFF_DST, ETH_OFF_SRC, ETHERTYPE_ARP, ETHERTYPE_IPV4, ethCheck, ethTypeAfterTags, ethWriteHeader,
   macHi, macLo, macIs, macIsMulticast, macWrite, macCopy,
 } from '../wire/ethernet'
 import { ARP_OFF_SHA, ARP_OP_REPLY, ARP_OP_REQUEST, arpCheck, arpOp, arpSpa, arpTpa, arpWrite } from '../wire/arp'
@@ -48,7 +48,6 @@ import { Drop, DROP_COUNT } from './drops'
 import { ServiceTable, ServiceTableOptions } from '../service/service-table'
 import { Conntrack, ConntrackOptions } from '../service/conntrack'
 import { ServicePath, Verdict } from '../service/service-path'
-import { ETH_ALEN } from '../wire/ethernet'
 import { ARP_LEN } from '../wire/arp'
 
 /** Something that reads frames in batches and writes them (a TAP, or a test double). */
@@ -234,6 +233,12 @@ class TxSocket {
   constructor(readonly io: DatagramIo, readonly gso: DatagramIo | null) {}
 }
 
+/** A broadcast ARP request (who has `tpa`, tell `spa` at MAC hi:lo) as a whole Ethernet frame at `f`. */
+function writeArpBroadcast(b: Uint8Array, f: number, hi: number, lo: number, spa: number, tpa: number): void {
+  ethWriteHeader(b, f, 0xffff, 0xffffffff, hi, lo, ETHERTYPE_ARP)
+  arpWrite(b, f + ETH_HLEN, ARP_OP_REQUEST, hi, lo, spa, 0, 0, tpa)
+}
+
 export class Datapath {
   readonly fdb: Fdb
   readonly arp: ArpTable
@@ -393,13 +398,8 @@ export class Datapath {
     const b = new Uint8Array(2 * (VNET_HLEN + VXLAN_HLEN + frameLen))
     const local = VNET_HLEN
     const remote = local + frameLen + VXLAN_HLEN
-    for (const f of [local, remote]) {
-      for (let i = 0; i < ETH_ALEN; i++) b[f + i] = 0xff
-      macWrite(b, f + ETH_OFF_SRC, pod.spec.macHi, pod.spec.macLo)
-      b[f + 12] = ETHERTYPE_ARP >>> 8
-      b[f + 13] = ETHERTYPE_ARP & 255
-      arpWrite(b, f + ETH_HLEN, ARP_OP_REQUEST, pod.spec.macHi, pod.spec.macLo, pod.spec.ip, 0, 0, pod.spec.ip)
-    }
+    writeArpBroadcast(b, local, pod.spec.macHi, pod.spec.macLo, pod.spec.ip, pod.spec.ip)
+    writeArpBroadcast(b, remote, pod.spec.macHi, pod.spec.macLo, pod.spec.ip, pod.spec.ip)
     const one = new TxList(1)
     for (let k = 0; k < net.ports.length; k++) {
       const q = this.pods[net.ports[k]]
@@ -736,13 +736,8 @@ export class Datapath {
     const local = this.scratchUsed + VNET_HLEN
     const remote = local + frameLen + VXLAN_HLEN
     this.scratchUsed += need
-    for (const f of [local, remote]) {
-      for (let i = 0; i < ETH_ALEN; i++) out[f + i] = 0xff
-      macWrite(out, f + ETH_OFF_SRC, this.routerMacHi, this.routerMacLo)
-      out[f + 12] = ETHERTYPE_ARP >>> 8
-      out[f + 13] = ETHERTYPE_ARP & 255
-      arpWrite(out, f + ETH_HLEN, ARP_OP_REQUEST, this.routerMacHi, this.routerMacLo, net.gatewayIp, 0, 0, ip)
-    }
+    writeArpBroadcast(out, local, this.routerMacHi, this.routerMacLo, net.gatewayIp, ip)
+    writeArpBroadcast(out, remote, this.routerMacHi, this.routerMacLo, net.gatewayIp, ip)
     vnetWriteNone(out, local - VNET_HLEN)
     const ports = net.ports
     for (let k = 0; k < ports.length; k++) {
