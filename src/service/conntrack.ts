@@ -383,12 +383,13 @@ export class Conntrack {
   ): number {
     const t = this.table
     const key = this.key
+    key[0] = client
+    key[1] = vip
+    key[2] = ((cport << 16) | vport) >>> 0
+    key[3] = proto
     if (this.count >= this.maxConnections) {
-      // Full: make sure the connection would be created before evicting for it.
-      key[0] = client
-      key[1] = vip
-      key[2] = ((cport << 16) | vport) >>> 0
-      key[3] = proto
+      // Full: make sure the connection would be created before evicting for it
+      // (eviction removes table entries by id and leaves the probe key as it is).
       if (t.find() >= 0) {
         this.counters[CtCounter.Exists]++
         return -1
@@ -398,10 +399,6 @@ export class Conntrack {
         return -1
       }
     }
-    key[0] = client
-    key[1] = vip
-    key[2] = ((cport << 16) | vport) >>> 0
-    key[3] = proto
     const orig = t.findOrInsert()
     if (!t.lastInserted) {
       this.counters[CtCounter.Exists]++
