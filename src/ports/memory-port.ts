@@ -46,20 +46,17 @@ function fill(rx: Batch, items: readonly Uint8Array[], what: string): void {
 }
 
 /**
- * A TAP double. Frames are exactly what a TAP read returns, so for a pod with
- * vnet headers each injected frame starts with its 10-byte virtio-net header.
+ * What both doubles share: the rx batch, the tx counters, and the callback
+ * start() registers and deliver() runs. `label` (the class) names the double in
+ * the error of a deliver() before start().
  */
-export class MemoryFrameIo {
+abstract class MemoryPort {
   readonly rx: Batch
-  /** As TapPort: [frames not written on EAGAIN, frames refused, last errno]; the double never refuses. */
+  /** As the real port: [items not sent on EAGAIN, items refused, last errno]. */
   readonly txCounters = new Float64Array(3)
-  /** Copies of every frame written, in order. */
-  readonly sent: Uint8Array[] = []
-  /** Calls of write(), one per tx list the datapath flushed. */
-  writes = 0
   private onBatch: ((n: number) => void) | null = null
 
-  constructor(opts: MemoryPortOptions = {}) {
+  constructor(opts: MemoryPortOptions, private readonly label: string) {
     this.rx = new Batch(opts.slots ?? BATCH_FRAMES, opts.slotSize ?? SLOT_SUPER)
   }
 
@@ -75,18 +72,34 @@ export class MemoryFrameIo {
     this.onBatch = null
   }
 
-  /** Puts `frames` into the rx batch (slots 0..n-1), as one TAP read would. */
-  inject(frames: readonly Uint8Array[]): void {
-    fill(this.rx, frames, 'MemoryFrameIo.inject')
-  }
-
   /** Runs the callback start() registered with the injected count; returns it. */
   deliver(): number {
     const cb = this.onBatch
-    if (cb === null) throw new Error('MemoryFrameIo.deliver: not started (start() was not called, or stop() was)')
+    if (cb === null) throw new Error(`${this.label}.deliver: not started (start() was not called, or stop() was)`)
     const n = this.rx.count
     cb(n)
     return n
+  }
+}
+
+/**
+ * A TAP double. Frames are exactly what a TAP read returns, so for a pod with
+ * vnet headers each injected frame starts with its 10-byte virtio-net header.
+ * txCounters as TapPort's; the double never refuses.
+ */
+export class MemoryFrameIo extends MemoryPort {
+  /** Copies of every frame written, in order. */
+  readonly sent: Uint8Array[] = []
+  /** Calls of write(), one per tx list the datapath flushed. */
+  writes = 0
+
+  constructor(opts: MemoryPortOptions = {}) {
+    super(opts, 'MemoryFrameIo')
+  }
+
+  /** Puts `frames` into the rx batch (slots 0..n-1), as one TAP read would. */
+  inject(frames: readonly Uint8Array[]): void {
+    fill(this.rx, frames, 'MemoryFrameIo.inject')
   }
 
   write(buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, n: number): number {
@@ -136,34 +149,18 @@ export interface MemoryDatagramOptions extends MemoryPortOptions {
  * `sent`): more than UDP_MAX_PAYLOAD_V4 bytes (EMSGSIZE), or a segment size on
  * a socket without GSO or for more than UDP_MAX_SEGMENTS segments (EINVAL).
  */
-export class MemoryDatagramIo {
-  readonly rx: Batch
-  /** As UdpPort: [datagrams not sent on EAGAIN, datagrams refused, last errno]. */
-  readonly txCounters = new Float64Array(3)
+export class MemoryDatagramIo extends MemoryPort {
   readonly port: number
   readonly gsoEnabled: boolean
   /** Copies of everything sent, in order. */
   readonly sent: SentDatagram[] = []
   /** Calls of send(). */
   sends = 0
-  private onBatch: ((n: number) => void) | null = null
 
   constructor(opts: MemoryDatagramOptions = {}) {
-    this.rx = new Batch(opts.slots ?? BATCH_FRAMES, opts.slotSize ?? SLOT_SUPER)
+    super(opts, 'MemoryDatagramIo')
     this.port = opts.port ?? 4789
     this.gsoEnabled = opts.gsoEnabled ?? false
-  }
-
-  get started(): boolean {
-    return this.onBatch !== null
-  }
-
-  start(onBatch: (n: number) => void): void {
-    if (this.onBatch === null) this.onBatch = onBatch
-  }
-
-  stop(): void {
-    this.onBatch = null
   }
 
   /** Puts `datagrams` into the rx batch with their metadata, as one recvmmsg would. */
@@ -176,14 +173,6 @@ export class MemoryDatagramIo {
       meta[3 * i + 1] = d.port
       meta[3 * i + 2] = d.gso ?? 0
     }
-  }
-
-  deliver(): number {
-    const cb = this.onBatch
-    if (cb === null) throw new Error('MemoryDatagramIo.deliver: not started (start() was not called, or stop() was)')
-    const n = this.rx.count
-    cb(n)
-    return n
   }
 
   send(buf: Uint8Array, tx: TxList): number {

@@ -18,7 +18,7 @@ import { MemoryDatagramIo, MemoryFrameIo, SentDatagram } from '../../src/ports/m
 import { TxList } from '../../src/lib/batch'
 import { FDB_COUNTER_COUNT } from '../../src/switch/fdb'
 import { arpFrame, ip4, macPair, tcpFrame, udpFrame, vnetHeader, vxlanPacket, pattern, tsOption, TCP_ACK, TCP_PSH } from '../unit/wire/frames'
-import { Rng, below, chance, mutate, pick, randomBytes } from './fuzz'
+import { Rng, below, chance, forEachCaseCollect, mulberry32, mutate, pick, randomBytes } from './fuzz'
 import { Station, frameTemplates } from './fuzz-frames'
 
 export const VNI_A = 100
@@ -258,6 +258,41 @@ function templatesBetween(src: Station, dst: Station): Uint8Array[] {
   return t
 }
 const GENERIC = frameTemplates()
+
+/** Cases per world: a world lives for a while so tables fill, age and hit their limits. */
+const CASES_PER_WORLD = 1000
+
+/**
+ * forEachCaseCollect for the datapath fuzz tests: runs the `regression` seeds,
+ * then `n` cases, in a world renewed every CASES_PER_WORLD cases; `body` gets
+ * the world of its case. A world is built from its own PRNG (seeded from the
+ * case that opens the block), so a case's PRNG stream is the same whether it
+ * runs in a long-lived world or alone: a regression seed replays its frames in
+ * a fresh world built from that seed (exact for failures that need no table
+ * state, which is all of them so far).
+ */
+export function fuzzWorlds(name: string, base: number, n: number, regression: readonly number[],
+  opts: (rng: Rng) => WorldOptions, body: (rng: Rng, w: World) => void): void {
+  const worldFor = (seed: number): World => {
+    const wr = mulberry32(seed ^ 0x5eed5eed)
+    return new World(wr, opts(wr))
+  }
+  let world: World | null = null
+  let k = -regression.length
+  forEachCaseCollect(name, base, n, regression, (rng, seed) => {
+    if (k < 0) { k++; body(rng, worldFor(seed)); return }
+    if (world === null || k++ % CASES_PER_WORLD === 0) world = worldFor(seed)
+    world.settle()
+    try {
+      body(rng, world)
+    } catch (err) {
+      // Does the case fail alone, in a fresh world (as a regression seed replays it)?
+      let replayable = false
+      try { body(mulberry32(seed), worldFor(seed)) } catch { replayable = true }
+      throw Object.assign(err as Error, { replayable })
+    }
+  })
+}
 
 /**
  * A frame (as a TAP read returns it) from pod `p`: a template to some

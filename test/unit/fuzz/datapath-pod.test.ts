@@ -17,8 +17,8 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { assertReached, baseSeed, below, chance, forEachCaseCollect, fuzzCases, hexHead, mulberry32, pick, Rng } from '../../harness/fuzz'
-import { FuzzPod, World, WorldOptions, claimsOnly, podFrame } from '../../harness/fuzz-datapath'
+import { assertReached, baseSeed, below, chance, fuzzCases, hexHead, pick, Rng } from '../../harness/fuzz'
+import { FuzzPod, World, claimsOnly, fuzzWorlds, podFrame } from '../../harness/fuzz-datapath'
 import { A, B, PEER_1, R, Rig, VNI_A, splitRun } from '../datapath/rig'
 import { ip4, macPair, pattern, tcpFrame, udpFrame } from '../wire/frames'
 import { csumAdd, csumFold } from '../../../src/wire/checksum'
@@ -34,41 +34,6 @@ const BASE = baseSeed(0xd47a9a7d)
 const REGRESSION_SEEDS: Record<string, number[]> = {
   vnet: [0x4ca9dee7, 0x1bedab6d],
   batch: [0x668235bd, 0x34d6b893],
-}
-
-/** Cases per world: a world lives for a while so tables fill, age and hit their limits. */
-const CASES_PER_WORLD = 1000
-
-/**
- * Runs `n` cases, in a world renewed every CASES_PER_WORLD cases; `body` gets
- * the world of its case. A world is built from its own PRNG (seeded from the
- * case that opens the block), so a case's PRNG stream is the same whether it
- * runs in a long-lived world or alone: a regression seed replays its frames in
- * a fresh world built from that seed (exact for failures that need no table
- * state, which is all of them so far).
- */
-function fuzzWorlds(name: string, base: number, n: number, opts: (rng: Rng) => WorldOptions,
-  body: (rng: Rng, w: World) => void): void {
-  const worldFor = (seed: number): World => {
-    const wr = mulberry32(seed ^ 0x5eed5eed)
-    return new World(wr, opts(wr))
-  }
-  const regression = REGRESSION_SEEDS[name] ?? []
-  let world: World | null = null
-  let k = -regression.length
-  forEachCaseCollect(name, base, n, regression, (rng, seed) => {
-    if (k < 0) { k++; body(rng, worldFor(seed)); return }
-    if (world === null || k++ % CASES_PER_WORLD === 0) world = worldFor(seed)
-    world.settle()
-    try {
-      body(rng, world)
-    } catch (err) {
-      // Does the case fail alone, in a fresh world (as a regression seed replays it)?
-      let replayable = false
-      try { body(mulberry32(seed), worldFor(seed)) } catch { replayable = true }
-      throw Object.assign(err as Error, { replayable })
-    }
-  })
 }
 
 /** Checks everything a pod's batch produced; returns the frames out (to pods and the underlay). */
@@ -102,17 +67,22 @@ function checkOutputs(w: World, from: FuzzPod, inputs: Uint8Array[]): number {
   return out
 }
 
+/** One frame from a random pod, one batch: the pod, the frame, the frames out and the drops it caused. */
+function sendOne(rng: Rng, w: World): { p: FuzzPod; f: Uint8Array; out: number; d: { total: number; by: Record<string, number> } } {
+  const p = pick(rng, w.pods)
+  const f = podFrame(rng, w, p)
+  w.tick(rng)
+  w.fromPod(p, [f])
+  const out = checkOutputs(w, p, [f])
+  return { p, f, out, d: w.dropsSince() }
+}
+
 test(`pod frames without vnet headers, one per batch: forwarded or counted in exactly one drop reason (${N} frames)`, () => {
   let forwarded = 0
   let dropped = 0
   const reasons = new Set<string>()
-  fuzzWorlds('plain', BASE, N, (rng) => ({ vnet: 'none', maxPerPort: chance(rng, 0.5) ? 4 : 0, maxPerVni: chance(rng, 0.3) ? 8 : 0, floodPerSecond: chance(rng, 0.5) ? 50 : 0, floodBurst: 5 }), (rng, w) => {
-    const p = pick(rng, w.pods)
-    const f = podFrame(rng, w, p)
-    w.tick(rng)
-    w.fromPod(p, [f])
-    const out = checkOutputs(w, p, [f])
-    const d = w.dropsSince()
+  fuzzWorlds('plain', BASE, N, REGRESSION_SEEDS.plain ?? [], (rng) => ({ vnet: 'none', maxPerPort: chance(rng, 0.5) ? 4 : 0, maxPerVni: chance(rng, 0.3) ? 8 : 0, floodPerSecond: chance(rng, 0.5) ? 50 : 0, floodBurst: 5 }), (rng, w) => {
+    const { p, f, out, d } = sendOne(rng, w)
     if (!((d.total === 1 && out === 0) || (d.total === 0 && out >= 1))) {
       assert.fail(`[accounting] ${p.def.name} sent ${hexHead(f)}: ${out} frames out and drops ${JSON.stringify(d.by)} (want exactly one of: forwarded, one drop)`)
     }
@@ -124,13 +94,8 @@ test(`pod frames without vnet headers, one per batch: forwarded or counted in ex
 
 test(`pod frames with vnet headers (GSO, partial checksums, garbage), one per batch: never lost silently (${N} frames)`, () => {
   let segmented = 0
-  fuzzWorlds('vnet', BASE ^ 0x10, N, (rng) => ({ vnet: chance(rng, 0.5) ? 'all' : 'mixed', gso: chance(rng, 0.5), maxPerPort: 8 }), (rng, w) => {
-    const p = pick(rng, w.pods)
-    const f = podFrame(rng, w, p)
-    w.tick(rng)
-    w.fromPod(p, [f])
-    const out = checkOutputs(w, p, [f])
-    const d = w.dropsSince()
+  fuzzWorlds('vnet', BASE ^ 0x10, N, REGRESSION_SEEDS.vnet ?? [], (rng) => ({ vnet: chance(rng, 0.5) ? 'all' : 'mixed', gso: chance(rng, 0.5), maxPerPort: 8 }), (rng, w) => {
+    const { p, f, out, d } = sendOne(rng, w)
     if (d.total === 0 && out === 0) assert.fail(`[accounting] ${p.def.name} (vnet ${p.vnet}) sent ${hexHead(f)}: neither forwarded nor counted`)
     if (out > 1 && d.total === 0) segmented++
   })
@@ -140,7 +105,7 @@ test(`pod frames with vnet headers (GSO, partial checksums, garbage), one per ba
 test(`pod batches of 1..64 mixed frames: nothing throws, outputs stay in bounds, isolation and port security hold (${N} frames)`, () => {
   let frames = 0
   // One case is one batch; count frames against the budget.
-  fuzzWorlds('batch', BASE ^ 0xba7c, Math.ceil(N / 32), (rng) => ({ vnet: pick(rng, ['none', 'all', 'mixed'] as const), gso: chance(rng, 0.5), maxPerPort: 16, floodPerSecond: 100, floodBurst: 20 }), (rng, w) => {
+  fuzzWorlds('batch', BASE ^ 0xba7c, Math.ceil(N / 32), REGRESSION_SEEDS.batch ?? [], (rng) => ({ vnet: pick(rng, ['none', 'all', 'mixed'] as const), gso: chance(rng, 0.5), maxPerPort: 16, floodPerSecond: 100, floodBurst: 20 }), (rng, w) => {
     const p = pick(rng, w.pods)
     const batch: Uint8Array[] = []
     const n = 1 + below(rng, 64)

@@ -14,8 +14,8 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { assertReached, baseSeed, below, chance, forEachCaseCollect, fuzzCases, hexHead, mulberry32, pick, Rng } from '../../harness/fuzz'
-import { World, WorldOptions, underlayPacket, underlaySource } from '../../harness/fuzz-datapath'
+import { assertReached, baseSeed, below, chance, fuzzCases, hexHead, pick } from '../../harness/fuzz'
+import { World, fuzzWorlds, underlayPacket, underlaySource } from '../../harness/fuzz-datapath'
 import { A, B, PEER_1, R, Rig, STRANGER, VNI_A, fromPeer } from '../datapath/rig'
 import { concatBytes, pattern, tcpFrame, tsOption, vxlanPacket } from '../wire/frames'
 
@@ -23,31 +23,6 @@ const N = fuzzCases()
 const BASE = baseSeed(0x0de7a11d)
 /** Seeds of failures found so far, by test (none from the random runs: see the deterministic tests at the end). */
 const REGRESSION_SEEDS: Record<string, number[]> = {}
-const CASES_PER_WORLD = 1000
-
-/** As in datapath-pod.test.ts: worlds from their own PRNG, so a seed replays alone. */
-function fuzzWorlds(name: string, base: number, n: number, opts: (rng: Rng) => WorldOptions, body: (rng: Rng, w: World) => void): void {
-  const worldFor = (seed: number): World => {
-    const wr = mulberry32(seed ^ 0x5eed5eed)
-    return new World(wr, opts(wr))
-  }
-  const regression = REGRESSION_SEEDS[name] ?? []
-  let world: World | null = null
-  let k = -regression.length
-  forEachCaseCollect(name, base, n, regression, (rng, seed) => {
-    if (k < 0) { k++; body(rng, worldFor(seed)); return }
-    if (world === null || k++ % CASES_PER_WORLD === 0) world = worldFor(seed)
-    world.settle()
-    try {
-      body(rng, world)
-    } catch (err) {
-      let replayable = false
-      try { body(mulberry32(seed), worldFor(seed)) } catch { replayable = true }
-      throw Object.assign(err as Error, { replayable })
-    }
-  })
-}
-
 function vniOf(b: Uint8Array): number {
   return b.length >= 8 ? (b[4] << 16) | (b[5] << 8) | b[6] : -1
 }
@@ -71,7 +46,7 @@ function checkOutputs(w: World, vnis: Set<number>, exactInner: Uint8Array | null
 test(`underlay datagrams, one per batch, plain pods: delivered or counted in exactly one drop reason (${N} datagrams)`, () => {
   let delivered = 0
   const reasons = new Set<string>()
-  fuzzWorlds('plain', BASE, N, (rng) => ({ vnet: 'none', maxPerPort: chance(rng, 0.5) ? 8 : 0, maxPerVni: chance(rng, 0.3) ? 16 : 0 }), (rng, w) => {
+  fuzzWorlds('plain', BASE, N, REGRESSION_SEEDS.plain ?? [], (rng) => ({ vnet: 'none', maxPerPort: chance(rng, 0.5) ? 8 : 0, maxPerVni: chance(rng, 0.3) ? 16 : 0 }), (rng, w) => {
     const { bytes } = underlayPacket(rng)
     const addr = underlaySource(rng)
     w.tick(rng)
@@ -89,7 +64,7 @@ test(`underlay datagrams, one per batch, plain pods: delivered or counted in exa
 })
 
 test(`UDP GRO runs of VXLAN packets, vnet and plain pods: every packet delivered or counted (${N} datagrams)`, () => {
-  fuzzWorlds('gro', BASE ^ 0x6a0, N, (rng) => ({ vnet: pick(rng, ['none', 'all', 'mixed'] as const), maxPerPort: 8 }), (rng, w) => {
+  fuzzWorlds('gro', BASE ^ 0x6a0, N, REGRESSION_SEEDS.gro ?? [], (rng) => ({ vnet: pick(rng, ['none', 'all', 'mixed'] as const), maxPerPort: 8 }), (rng, w) => {
     // A run of k packets of one size (the kernel's UDP GRO), or one packet with a random gso size.
     const k = 1 + below(rng, 6)
     const pkts: Uint8Array[] = []
@@ -117,7 +92,7 @@ test(`UDP GRO runs of VXLAN packets, vnet and plain pods: every packet delivered
 })
 
 test(`underlay batches of 1..64 datagrams: nothing throws, split horizon and isolation hold (${N} datagrams)`, () => {
-  fuzzWorlds('batch', BASE ^ 0xba7c, Math.ceil(N / 32), (rng) => ({ vnet: pick(rng, ['none', 'all', 'mixed'] as const), maxPerPort: 16, maxEntries: 64 }), (rng, w) => {
+  fuzzWorlds('batch', BASE ^ 0xba7c, Math.ceil(N / 32), REGRESSION_SEEDS.batch ?? [], (rng) => ({ vnet: pick(rng, ['none', 'all', 'mixed'] as const), maxPerPort: 16, maxEntries: 64 }), (rng, w) => {
     const n = 1 + below(rng, 64)
     const batch: { bytes: Uint8Array; addr: number; gso: number }[] = []
     const vnis = new Set<number>()
