@@ -12,13 +12,7 @@ import assert from 'node:assert/strict'
 import { Lab, parsePing } from '../harness/lab'
 import { Cluster, hostConfig } from '../harness/overlay'
 import { tcpTransfer } from '../harness/xfer'
-
-/** CPU seconds (user + system) of a process so far, from /proc. */
-function cpuSeconds(pid: number): number {
-  const f = require('node:fs').readFileSync(`/proc/${pid}/stat`, 'utf8') as string
-  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ')
-  return (Number(rest[11]) + Number(rest[12])) / 100
-}
+import { readProcCpu } from '../../bench/lib/e2e-loads'
 
 test('vxlan.rcvbufBytes and busyPollUs are applied; traffic flows with busy polling', async (t) => {
   const lab = new Lab()
@@ -53,8 +47,8 @@ test('vxlan.rcvbufBytes and busyPollUs are applied; traffic flows with busy poll
   // Idle again: the busy-poll window has closed, the agent sleeps (well under half a core).
   const pid = agentA.child.pid as number
   await new Promise((res) => setTimeout(res, 300))
-  const before = cpuSeconds(pid)
+  const before = readProcCpu(pid) as number
   await new Promise((res) => setTimeout(res, 2000))
-  const used = cpuSeconds(pid) - before
+  const used = (readProcCpu(pid) as number) - before
   assert.ok(used < 1, `the idle agent used ${used.toFixed(2)} CPU-s in 2 s`)
 })

@@ -8,30 +8,20 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Lab, parsePing, waitFor } from '../harness/lab'
-import { Cluster, hostConfig } from '../harness/overlay'
-import { apiSocket } from '../harness/fdb'
+import { parsePing, waitFor } from '../harness/lab'
 import { agentPid, assertAgentAlive, dropDelta, linkStats, rssKiB, sampler, stats, udpSnmp } from '../harness/harden'
+import { twoHosts } from '../harness/two-hosts'
 
-const VNI = 42
 /** The bound on the sending agent's RSS during the flood. */
 const RSS_LIMIT_KIB = 300 * 1024
 const SECONDS = 10
 
 test('a full-speed UDP flood across hosts: the sending agent\'s RSS stays bounded, drops are counted', { timeout: 180_000 }, async (t) => {
-  const lab = new Lab()
-  t.after(() => lab.cleanup())
-  const c = new Cluster(lab)
-  const a = c.addHost('ha', 1)
-  const b = c.addHost('hb', 2)
-  const nets = [{ name: 'blue', vni: VNI, subnet: '10.244.0.0/16', gateway: '10.244.0.1' }]
-  const s = { name: 's', ns: c.podNs('s'), ip: '10.244.1.2', mac: '02:00:0a:f4:01:02' }
-  const r = { name: 'r', ns: c.podNs('r'), ip: '10.244.2.2', mac: '02:00:0a:f4:02:02' }
-  const pod = (d: typeof s) => ({ name: d.name, network: 'blue', netns: d.ns, ip: `${d.ip}/16`, mac: d.mac })
-  const sockA = apiSocket(c.dir, a.name)
-  const sockB = apiSocket(c.dir, b.name)
-  await c.startAgent(a, hostConfig(a, c.hosts, nets, [pod(s)], { api: { socket: sockA } }))
-  await c.startAgent(b, hostConfig(b, c.hosts, nets, [pod(r)], { api: { socket: sockB } }))
+  const { lab, c, a, b, sockA, sockB, start } = twoHosts(t)
+  const { s, r } = await start({
+    a: [{ name: 's', ip: '10.244.1.2', mac: '02:00:0a:f4:01:02' }],
+    b: [{ name: 'r', ip: '10.244.2.2', mac: '02:00:0a:f4:02:02' }],
+  })
   const warm = await lab.execAsync(s.ns, ['ping', '-c', '2', '-i', '0.1', '-W', '2', r.ip])
   assert.equal(parsePing(warm.stdout).received, 2, `warm-up: ${warm.stdout}`)
   const pid = agentPid(c, a)

@@ -13,27 +13,19 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Lab, parsePing } from '../harness/lab'
-import { Cluster, hostConfig } from '../harness/overlay'
-import { apiSocket } from '../harness/fdb'
+import { parsePing } from '../harness/lab'
 import { tcpTransfer } from '../harness/xfer'
 import { assertAgentAlive, impairEgress } from '../harness/harden'
+import { twoHosts } from '../harness/two-hosts'
 
-const VNI = 42
 const BYTES = 20_000_000
 
 test('a 20 MB TCP transfer between pods completes intact over a lossy, delaying, reordering underlay', { timeout: 300_000 }, async (t) => {
-  const lab = new Lab()
-  t.after(() => lab.cleanup())
-  const c = new Cluster(lab)
-  const a = c.addHost('ha', 1)
-  const b = c.addHost('hb', 2)
-  const nets = [{ name: 'blue', vni: VNI, subnet: '10.244.0.0/16', gateway: '10.244.0.1' }]
-  const a1 = { name: 'a1', ns: c.podNs('a1'), ip: '10.244.1.2', mac: '02:00:0a:f4:01:02' }
-  const b1 = { name: 'b1', ns: c.podNs('b1'), ip: '10.244.2.2', mac: '02:00:0a:f4:02:02' }
-  const pod = (d: typeof a1) => ({ name: d.name, network: 'blue', netns: d.ns, ip: `${d.ip}/16`, mac: d.mac })
-  await c.startAgent(a, hostConfig(a, c.hosts, nets, [pod(a1)], { api: { socket: apiSocket(c.dir, a.name) } }))
-  await c.startAgent(b, hostConfig(b, c.hosts, nets, [pod(b1)], { api: { socket: apiSocket(c.dir, b.name) } }))
+  const { lab, c, a, b, start } = twoHosts(t)
+  const { a1, b1 } = await start({
+    a: [{ name: 'a1', ip: '10.244.1.2', mac: '02:00:0a:f4:01:02' }],
+    b: [{ name: 'b1', ip: '10.244.2.2', mac: '02:00:0a:f4:02:02' }],
+  })
 
   const imp = await impairEgress(lab, c, a, { lossPct: 1, delayMs: 20, jitterMs: 5, reorderPct: 25, reorderCorrPct: 50 }, [b])
   t.diagnostic(`impairment: ${imp.mode}`)

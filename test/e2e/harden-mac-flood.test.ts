@@ -7,29 +7,24 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Lab, parsePing } from '../harness/lab'
-import { Cluster, hostConfig } from '../harness/overlay'
-import { apiSocket, fdbShow } from '../harness/fdb'
+import { parsePing } from '../harness/lab'
+import { fdbShow } from '../harness/fdb'
 import { assertAgentAlive, sendRaw, stats } from '../harness/harden'
+import { twoHosts } from '../harness/two-hosts'
 
-const VNI = 42
 const MAX_PER_PORT = 16
 
 test('a pod flooding random source MACs cannot grow the FDB past fdb.maxPerPort; other traffic flows', { timeout: 180_000 }, async (t) => {
-  const lab = new Lab()
-  t.after(() => lab.cleanup())
-  const c = new Cluster(lab)
-  const a = c.addHost('ha', 1)
-  const b = c.addHost('hb', 2)
-  const nets = [{ name: 'blue', vni: VNI, subnet: '10.244.0.0/16', gateway: '10.244.0.1' }]
-  const f = { name: 'f', ns: c.podNs('f'), ip: '10.244.1.9', mac: '02:00:0a:f4:01:09' }
-  const a1 = { name: 'a1', ns: c.podNs('a1'), ip: '10.244.1.2', mac: '02:00:0a:f4:01:02' }
-  const b1 = { name: 'b1', ns: c.podNs('b1'), ip: '10.244.2.2', mac: '02:00:0a:f4:02:02' }
-  const pod = (d: typeof f, extra: Record<string, unknown> = {}) => ({ name: d.name, network: 'blue', netns: d.ns, ip: `${d.ip}/16`, mac: d.mac, ...extra })
-  const sockA = apiSocket(c.dir, a.name)
+  const { lab, c, a, sockA, start } = twoHosts(t)
   const fdb = { maxPerPort: MAX_PER_PORT }
-  await c.startAgent(a, hostConfig(a, c.hosts, nets, [pod(f, { portSecurity: false }), pod(a1)], { fdb, api: { socket: sockA } }))
-  await c.startAgent(b, hostConfig(b, c.hosts, nets, [pod(b1)], { fdb, api: { socket: apiSocket(c.dir, b.name) } }))
+  const { f, a1, b1 } = await start({
+    a: [
+      { name: 'f', ip: '10.244.1.9', mac: '02:00:0a:f4:01:09', config: { portSecurity: false } },
+      { name: 'a1', ip: '10.244.1.2', mac: '02:00:0a:f4:01:02' },
+    ],
+    b: [{ name: 'b1', ip: '10.244.2.2', mac: '02:00:0a:f4:02:02' }],
+    extra: { fdb },
+  })
   const warm = await lab.execAsync(a1.ns, ['ping', '-c', '2', '-i', '0.1', '-W', '2', b1.ip])
   assert.equal(parsePing(warm.stdout).received, 2, `warm-up: ${warm.stdout}`)
   const before = await stats(lab, a, sockA)

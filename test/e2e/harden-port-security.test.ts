@@ -14,31 +14,18 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Lab, parsePing } from '../harness/lab'
-import { Cluster, hostConfig } from '../harness/overlay'
-import { apiSocket, fdbFind, fdbShow } from '../harness/fdb'
+import { parsePing } from '../harness/lab'
+import { fdbFind, fdbShow } from '../harness/fdb'
 import { startCapture, quietPeriod } from '../harness/capture'
 import { arpHex, assertAgentAlive, dropDelta, sendRaw, stats } from '../harness/harden'
-
-const VNI = 42
-
-interface PodDef { name: string; ns: string; ip: string; mac: string }
+import { twoHosts, VNI } from '../harness/two-hosts'
 
 async function scenario(t: { after: (fn: () => Promise<void>) => void }, portSecurity: boolean) {
-  const lab = new Lab()
-  t.after(() => lab.cleanup())
-  const c = new Cluster(lab)
-  const a = c.addHost('ha', 1)
-  const b = c.addHost('hb', 2)
-  const nets = [{ name: 'blue', vni: VNI, subnet: '10.244.0.0/16', gateway: '10.244.0.1' }]
-  const v: PodDef = { name: 'v', ns: c.podNs('v'), ip: '10.244.1.2', mac: '02:00:0a:f4:01:02' }
-  const x: PodDef = { name: 'x', ns: c.podNs('x'), ip: '10.244.2.3', mac: '02:00:0a:f4:02:03' }
-  const p: PodDef = { name: 'p', ns: c.podNs('p'), ip: '10.244.2.2', mac: '02:00:0a:f4:02:02' }
-  const pod = (d: PodDef, extra: Record<string, unknown> = {}) => ({ name: d.name, network: 'blue', netns: d.ns, ip: `${d.ip}/16`, mac: d.mac, ...extra })
-  const sockA = apiSocket(c.dir, a.name)
-  const sockB = apiSocket(c.dir, b.name)
-  await c.startAgent(a, hostConfig(a, c.hosts, nets, [pod(v)], { api: { socket: sockA } }))
-  await c.startAgent(b, hostConfig(b, c.hosts, nets, [pod(p), pod(x, { portSecurity })], { api: { socket: sockB } }))
+  const { lab, c, a, b, sockA, sockB, start } = twoHosts(t)
+  const { v, x, p } = await start({
+    a: [{ name: 'v', ip: '10.244.1.2', mac: '02:00:0a:f4:01:02' }],
+    b: [{ name: 'p', ip: '10.244.2.2', mac: '02:00:0a:f4:02:02' }, { name: 'x', ip: '10.244.2.3', mac: '02:00:0a:f4:02:03', config: { portSecurity } }],
+  })
   // Everyone knows everyone: ARP entries and FDB entries exist before the attack.
   for (const [from, to] of [[p, v], [v, p], [x, p]] as const) {
     const r = await lab.execAsync(from.ns, ['ping', '-c', '2', '-i', '0.1', '-W', '2', to.ip])

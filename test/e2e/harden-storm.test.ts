@@ -8,31 +8,22 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Lab, parsePing } from '../harness/lab'
-import { Cluster, hostConfig } from '../harness/overlay'
-import { apiSocket } from '../harness/fdb'
+import { parsePing } from '../harness/lab'
 import { assertAgentAlive, countFrames, dropDelta, macHex, sendRaw, stats } from '../harness/harden'
+import { twoHosts } from '../harness/two-hosts'
 
-const VNI = 42
 const RATE = 100
 const BURST = 50
 const SECONDS = 3
 
 test('storm control: a broadcast flood reaches other pods at most at floodPerSecond, the rest counted as storm', { timeout: 180_000 }, async (t) => {
-  const lab = new Lab()
-  t.after(() => lab.cleanup())
-  const c = new Cluster(lab)
-  const a = c.addHost('ha', 1)
-  const b = c.addHost('hb', 2)
-  const nets = [{ name: 'blue', vni: VNI, subnet: '10.244.0.0/16', gateway: '10.244.0.1' }]
-  const s = { name: 's', ns: c.podNs('s'), ip: '10.244.1.9', mac: '02:00:0a:f4:01:09' }
-  const r1 = { name: 'r1', ns: c.podNs('r1'), ip: '10.244.1.2', mac: '02:00:0a:f4:01:02' }
-  const r2 = { name: 'r2', ns: c.podNs('r2'), ip: '10.244.2.2', mac: '02:00:0a:f4:02:02' }
-  const pod = (d: typeof s) => ({ name: d.name, network: 'blue', netns: d.ns, ip: `${d.ip}/16`, mac: d.mac })
+  const { lab, c, a, sockA, start } = twoHosts(t)
   const storm = { floodPerSecond: RATE, burst: BURST }
-  const sockA = apiSocket(c.dir, a.name)
-  await c.startAgent(a, hostConfig(a, c.hosts, nets, [pod(s), pod(r1)], { storm, api: { socket: sockA } }))
-  await c.startAgent(b, hostConfig(b, c.hosts, nets, [pod(r2)], { storm, api: { socket: apiSocket(c.dir, b.name) } }))
+  const { s, r1, r2 } = await start({
+    a: [{ name: 's', ip: '10.244.1.9', mac: '02:00:0a:f4:01:09' }, { name: 'r1', ip: '10.244.1.2', mac: '02:00:0a:f4:01:02' }],
+    b: [{ name: 'r2', ip: '10.244.2.2', mac: '02:00:0a:f4:02:02' }],
+    extra: { storm },
+  })
   const warm = await lab.execAsync(r1.ns, ['ping', '-c', '2', '-i', '0.1', '-W', '2', r2.ip])
   assert.equal(parsePing(warm.stdout).received, 2, `warm-up: ${warm.stdout}`)
 

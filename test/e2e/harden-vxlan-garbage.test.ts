@@ -8,32 +8,23 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Lab, parsePing } from '../harness/lab'
-import { Cluster, hostConfig } from '../harness/overlay'
-import { apiSocket } from '../harness/fdb'
+import { parsePing } from '../harness/lab'
 import { startCapture, quietPeriod } from '../harness/capture'
 import { assertAgentAlive, dropDelta, sendUdp, stats } from '../harness/harden'
+import { twoHosts, VNI } from '../harness/two-hosts'
 import { icmpEchoFrame } from '../harness/fuzz-frames'
 import { hexOf, vxlanPacket } from '../unit/wire/frames'
 
-const VNI = 42
 const hex = (b: Uint8Array) => hexOf(b).replace(/ /g, '')
 
 test('garbage VXLAN is dropped and counted by reason, and pod traffic keeps flowing', { timeout: 180_000 }, async (t) => {
-  const lab = new Lab()
-  t.after(() => lab.cleanup())
-  const c = new Cluster(lab)
-  const a = c.addHost('ha', 1)
-  const b = c.addHost('hb', 2)
+  const { lab, c, a, b, sockA, start } = twoHosts(t)
   // On the underlay but nobody's peer, and no agent.
   const stranger = c.addHost('hx', 66)
-  const nets = [{ name: 'blue', vni: VNI, subnet: '10.244.0.0/16', gateway: '10.244.0.1' }]
-  const a1 = { name: 'a1', ns: c.podNs('a1'), ip: '10.244.1.2', mac: '02:00:0a:f4:01:02' }
-  const b1 = { name: 'b1', ns: c.podNs('b1'), ip: '10.244.2.2', mac: '02:00:0a:f4:02:02' }
-  const pod = (p: typeof a1) => ({ name: p.name, network: 'blue', netns: p.ns, ip: `${p.ip}/16`, mac: p.mac })
-  const sockA = apiSocket(c.dir, a.name)
-  await c.startAgent(a, hostConfig(a, [a, b], nets, [pod(a1)], { api: { socket: sockA } }))
-  await c.startAgent(b, hostConfig(b, [a, b], nets, [pod(b1)], { api: { socket: apiSocket(c.dir, b.name) } }))
+  const { a1, b1 } = await start({
+    a: [{ name: 'a1', ip: '10.244.1.2', mac: '02:00:0a:f4:01:02' }],
+    b: [{ name: 'b1', ip: '10.244.2.2', mac: '02:00:0a:f4:02:02' }],
+  })
   const warm = await lab.execAsync(a1.ns, ['ping', '-c', '3', '-i', '0.1', '-W', '2', b1.ip])
   assert.equal(parsePing(warm.stdout).received, 3, `warm-up ping: ${warm.stdout}${warm.stderr}`)
 
@@ -87,15 +78,8 @@ test('garbage VXLAN is dropped and counted by reason, and pod traffic keeps flow
  * nothing; since 8aebe94 they are dropped as mtu.)
  */
 test('an oversized VXLAN packet is not delivered past the pod MTU, and is counted', { timeout: 120_000 }, async (t) => {
-  const lab = new Lab()
-  t.after(() => lab.cleanup())
-  const c = new Cluster(lab)
-  const a = c.addHost('ha', 1)
-  const b = c.addHost('hb', 2)
-  const nets = [{ name: 'blue', vni: VNI, subnet: '10.244.0.0/16', gateway: '10.244.0.1' }]
-  const a1 = { name: 'a1', ns: c.podNs('a1'), ip: '10.244.1.2', mac: '02:00:0a:f4:01:02' }
-  const sockA = apiSocket(c.dir, a.name)
-  await c.startAgent(a, hostConfig(a, [a, b], nets, [{ name: 'a1', network: 'blue', netns: a1.ns, ip: `${a1.ip}/16`, mac: a1.mac }], { api: { socket: sockA } }))
+  const { lab, c, a, b, sockA, start } = twoHosts(t)
+  const { a1 } = await start({ a: [{ name: 'a1', ip: '10.244.1.2', mac: '02:00:0a:f4:01:02' }] })
   const big = icmpEchoFrame({ ethSrc: '02:00:0a:f4:09:0a', ethDst: a1.mac, src: '10.244.9.10', dst: a1.ip, payload: 8000 - 42 })
   const cap = await startCapture(lab, a1.ns, ['src', 'host', '10.244.9.10'])
   const before = await stats(lab, a, sockA)

@@ -7,22 +7,13 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Lab, parsePing, waitFor } from '../harness/lab'
-import { Cluster, hostConfig } from '../harness/overlay'
+import { parsePing, waitFor } from '../harness/lab'
 import { tcpTransfer } from '../harness/xfer'
-import { apiSocket } from '../harness/fdb'
-
-const VNI = 42
+import { twoHosts, VNI } from '../harness/two-hosts'
 
 for (const port of [4789, 8472]) {
   test(`Tapestry <-> kernel vxlan (UDP port ${port}): ping, TCP and iperf3 both ways`, { timeout: 60_000 }, async (t) => {
-    const lab = new Lab()
-    t.after(() => lab.cleanup())
-    const c = new Cluster(lab)
-    const a = c.addHost('ha', 1)
-    const b = c.addHost('hb', 2)
-    const nets = [{ name: 'blue', vni: VNI, subnet: '10.244.0.0/16', gateway: '10.244.0.1' }]
-    const a1 = { ns: c.podNs('a1'), ip: '10.244.1.2', mac: '02:00:0a:f4:01:02' }
+    const { lab, c, a, b, start } = twoHosts(t)
     const b1 = { ns: c.podNs('b1'), ip: '10.244.2.2', mac: '02:00:0a:f4:02:02' }
 
     // Host B: kernel VXLAN in a bridge, and a pod behind a veth on the same bridge.
@@ -39,8 +30,7 @@ for (const port of [4789, 8472]) {
     assert.match(lab.exec(b.ns, ['ip', '-d', 'link', 'show', 'vx0']), new RegExp(`vxlan id ${VNI} remote ${a.underlayIP.replace(/\./g, '\\.')} .*dstport ${port}`))
 
     // Host A: the agent, with B as its only peer on the same port.
-    await c.startAgent(a, hostConfig(a, c.hosts, nets,
-      [{ name: 'a1', network: 'blue', netns: a1.ns, ip: `${a1.ip}/16`, mac: a1.mac }], { node: { vxlanPort: port }, api: { socket: apiSocket(c.dir, a.name) } }))
+    const { a1 } = await start({ a: [{ name: 'a1', ip: '10.244.1.2', mac: '02:00:0a:f4:01:02' }], extra: { node: { vxlanPort: port } } })
 
     for (const [from, to] of [[a1, b1], [b1, a1]]) {
       const r = await lab.execAsync(from.ns, ['ping', '-c', '3', '-i', '0.05', '-W', '2', to.ip])
