@@ -18,6 +18,7 @@ napi_value udp_rx_start(napi_env, napi_callback_info);
 napi_value rx_stop(napi_env, napi_callback_info);
 napi_value busy_poll(napi_env, napi_callback_info);
 napi_value csum_add(napi_env, napi_callback_info);
+napi_value tso_segment(napi_env, napi_callback_info);
 
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
@@ -38,6 +39,7 @@ NAPI_MODULE_INIT() {
     {"rxStop", NULL, rx_stop, NULL, NULL, NULL, napi_enumerable, NULL},
     {"busyPoll", NULL, busy_poll, NULL, NULL, NULL, napi_enumerable, NULL},
     {"csumAdd", NULL, csum_add, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"tsoSegment", NULL, tso_segment, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -39,6 +39,9 @@ static uint32_t csum_be(const uint8_t *p, size_t len) {
   return fold64(be);
 }
 
+/* The same sum for the other native byte transforms (tso.c). */
+uint32_t csum_be_sum(const uint8_t *p, size_t len) { return csum_be(p, len); }
+
 /* csumAdd(buf, off, len, sum) -> 16-bit accumulator, same contract as the TypeScript csumAdd. */
 napi_value csum_add(napi_env env, napi_callback_info info) {
   napi_value argv[MAX_ARGS];

@@ -37,7 +37,7 @@ import {
   VNET_HLEN, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, vnetWrite, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_GSO_UDP_L4, VNET_GSO_ECN,
   vnetFlags, vnetGsoType, vnetGsoSize, vnetCsumStart, vnetCsumOffset, vnetCompleteChecksum, vnetWriteNone,
 } from '../wire/vnet'
-import { TSO, tsoSegment } from '../wire/tso'
+import { TSO, tsoSegmentFast } from '../wire/tso'
 import { groEligible, groCanAppend, groFinish, groChecksum, vnetWriteForDelivery, GRO_MAX_IP_LEN, GRO_CSUM_BAD } from '../wire/gro'
 import { TCP_OFF_SEQ, TCP_OFF_FLAGS, TCP_PSH } from '../wire/tcp'
 import { Fdb, FdbOptions } from '../switch/fdb'
@@ -306,6 +306,8 @@ export class Datapath {
   private groCount = 0
   /** Reused list of peer indices a segmented frame goes to. */
   private readonly oneTarget = new Int32Array(1)
+  /** Where the last underlay frame went by unicast, for the next segment of its GRO datagram (see onUnderlayBatch), or null. */
+  private lastRxPod: PodPort | null = null
   private readonly now: () => number
   /** An int32 (flowHash takes `seed | 0`): a field of 2^31 or more would be a heap number, boxed anew per call. */
   private readonly hashSeed = (Math.random() * 2 ** 32) | 0
@@ -609,9 +611,20 @@ export class Datapath {
       const gso = meta[3 * i + 2]
       // With UDP GRO one datagram may carry several of the sender's segments, each a VXLAN packet.
       const seg = gso > 0 ? gso : len0
-      for (let off = off0; off < off0 + len0; off += seg) {
-        this.underlayFrame(buf, off, off + seg <= off0 + len0 ? seg : off0 + len0 - off, meta[3 * i] | 0, meta[3 * i + 1], u.port, now)
+      const end = off0 + len0
+      for (let off = off0; off < end; off += seg) {
+        const l = off + seg <= end ? seg : end - off
+        // A later segment of the datagram with the same VXLAN and Ethernet headers as the one
+        // before (same sender, VNI, MACs, IPv4) has the same fate: its peer, VNI and FDB work
+        // (a learn that changes nothing, the same lookup) is skipped. Never with a capture.
+        const q = this.lastRxPod
+        if (off !== off0 && q !== null && l >= VXLAN_HLEN + ETH_HLEN && this.capture === null && sameHead(buf, off - seg, off)) {
+          this.underlayToPod(q, buf, off + VXLAN_HLEN, l - VXLAN_HLEN, now)
+        } else {
+          this.underlayFrame(buf, off, l, meta[3 * i] | 0, meta[3 * i + 1], u.port, now)
+        }
       }
+      this.lastRxPod = null
     }
     this.groCloseAll()
     this.stats[UNDERLAY_PORT * 4 + STAT_RX_FRAMES] += n
@@ -622,6 +635,7 @@ export class Datapath {
   /** One VXLAN packet from the underlay (a datagram, or one segment of a GRO datagram). */
   /** `src` is the sender's IPv4 address as an int32 (`| 0`: a small integer, never boxed). */
   private underlayFrame(buf: Uint8Array, off: number, len: number, src: number, sport: number, localPort: number, now: number): void {
+    this.lastRxPod = null
     if (this.capture !== null) this.capture.frame(CapturePoint.UnderlayRx, UNDERLAY_PORT, len >= 8 ? vxlanVni(buf, off) : 0, buf, off, len, -1, src >>> 0, sport, localPort)
     let peer = this.peers.indexOf(src)
     if (peer < 0 && !this.learnPeers) { this.drops[Drop.UnknownPeer]++; return }
@@ -673,11 +687,22 @@ export class Datapath {
     } else {
       const q = this.pods[port]
       if (q === null) { this.drops[Drop.NotLocal]++; return }
-      if (buf[frame + 12] === 0x08 && buf[frame + 13] === 0x00) this.servicePath.inbound(buf, frame, frame + ETH_HLEN, flen, now, superMss > 0)
-      if (superMss > 0) this.deliverSuper(q, buf, frame, flen, superMss)
-      else if (q.vnetLen > 0) this.groAdd(q, buf, frame, flen)
-      else this.queuePod(q, frame, flen, false)
+      if (superMss > 0) {
+        if (buf[frame + 12] === 0x08 && buf[frame + 13] === 0x00) this.servicePath.inbound(buf, frame, frame + ETH_HLEN, flen, now, true)
+        this.deliverSuper(q, buf, frame, flen, superMss)
+        return
+      }
+      this.underlayToPod(q, buf, frame, flen, now)
+      // The next segment of a GRO datagram with the same headers may go straight to q.
+      if (hlen === ETH_HLEN && buf[frame + 12] === 0x08 && buf[frame + 13] === 0x00) this.lastRxPod = q
     }
+  }
+
+  /** A unicast frame from the underlay, within the pod MTU, to local pod q: reverse NAT, then GRO or the queue. */
+  private underlayToPod(q: PodPort, buf: Uint8Array, frame: number, flen: number, now: number): void {
+    if (buf[frame + 12] === 0x08 && buf[frame + 13] === 0x00) this.servicePath.inbound(buf, frame, frame + ETH_HLEN, flen, now, false)
+    if (q.vnetLen > 0) this.groAdd(q, buf, frame, flen)
+    else this.queuePod(q, frame, flen, false)
   }
 
   /**
@@ -852,7 +877,7 @@ export class Datapath {
     const at = this.scratchUsed
     // Segments need at most the frame plus one header copy (<= 128 bytes) per segment.
     if (gsoSize <= 0 || at + len + Math.ceil(len / gsoSize) * (VXLAN_HLEN + 128) > out.length) { this.drops[gsoSize <= 0 ? Drop.BadOffload : Drop.QueueFull]++; return }
-    const n = tsoSegment(buf, frame, len, type === VNET_GSO_UDP_L4, gsoSize, out, at, VXLAN_HLEN, 1024)
+    const n = tsoSegmentFast(buf, frame, len, type === VNET_GSO_UDP_L4, gsoSize, out, at, VXLAN_HLEN, 1024)
     if (n < 0) { this.drops[Drop.BadOffload]++; return }
     // Segments must fit the sending pod's MTU, whatever gso_size it claimed.
     if (TSO.hdrLen - TSO.ethLen + gsoSize > this.batchMtu) { this.drops[Drop.Mtu]++; return }
@@ -1121,3 +1146,12 @@ export class Datapath {
   }
 }
 
+/**
+ * Whether two VXLAN packets in buf have the same VXLAN header (flags, VNI),
+ * destination and source MAC and EtherType: the 22 bytes that decide where a
+ * frame from the underlay goes.
+ */
+function sameHead(buf: Uint8Array, a: number, b: number): boolean {
+  for (let i = 0; i < VXLAN_HLEN + ETH_HLEN; i++) if (buf[a + i] !== buf[b + i]) return false
+  return true
+}

@@ -6,6 +6,7 @@
 import * as path from 'node:path'
 import { TapestryError } from '../lib/errors'
 import { setBulkChecksum } from '../wire/checksum'
+import { setTsoTwin } from '../wire/tso'
 
 export interface NativeAddon {
   tapOpen(name: string, flags: number): [number, string]
@@ -26,6 +27,9 @@ export interface NativeAddon {
   /** Busy-poll window of this thread's loop after each received batch, us (0 = off). */
   busyPoll(us: number): void
   csumAdd(buf: Uint8Array, off: number, len: number, sum: number): number
+  /** The twin of wire/tso.ts tsoSegment; info receives hdrLen, payloadLen, lastLen, l4Off, ethLen. */
+  tsoSegment(buf: Uint8Array, frame: number, len: number, isUdp: boolean, gsoSize: number,
+    out: Uint8Array, outOff: number, prefix: number, maxSegments: number, info: Uint32Array): number
 }
 
 /** TAP open flags (native/tap.c). */
@@ -107,6 +111,8 @@ const raw = load()
 
 // The native checksum twin takes over bulk checksums (see wire/checksum.ts).
 setBulkChecksum(raw.csumAdd)
+// And segmentation of TSO super-frames (wire/tso.ts).
+setTsoTwin(raw.tsoSegment)
 
 /**
  * The addon with errors humanized. Only the set-up calls are wrapped; the batch

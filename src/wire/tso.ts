@@ -41,6 +41,42 @@ export const TSO = {
   ethLen: 0,
 }
 
+type TsoTwin = (buf: Uint8Array, frame: number, len: number, isUdp: boolean, gsoSize: number,
+  out: Uint8Array, outOff: number, prefix: number, maxSegments: number, info: Uint32Array) => number
+
+/** The twin's TSO record: hdrLen, payloadLen, lastLen, l4Off, ethLen. */
+const twinInfo = new Uint32Array(5)
+let twin: TsoTwin | null = null
+
+/**
+ * Installs a faster segmenter with tsoSegment's exact contract (the native
+ * addon installs one; a test checks both give the same bytes, counts and
+ * record over many generated frames), or null to go back to tsoSegment.
+ */
+export function setTsoTwin(fn: TsoTwin | null): void {
+  twin = fn
+}
+
+/** The installed twin, or null. */
+export function tsoTwin(): TsoTwin | null {
+  return twin
+}
+
+/** tsoSegment through the installed twin, if any: what the datapath calls. */
+export function tsoSegmentFast(buf: Uint8Array, frame: number, len: number, isUdp: boolean, gsoSize: number,
+  out: Uint8Array, outOff: number, prefix: number, maxSegments: number): number {
+  if (twin === null) return tsoSegment(buf, frame, len, isUdp, gsoSize, out, outOff, prefix, maxSegments)
+  const n = twin(buf, frame, len, isUdp, gsoSize, out, outOff, prefix, maxSegments, twinInfo)
+  if (n > 0) {
+    TSO.hdrLen = twinInfo[0]
+    TSO.payloadLen = twinInfo[1]
+    TSO.lastLen = twinInfo[2]
+    TSO.l4Off = twinInfo[3]
+    TSO.ethLen = twinInfo[4]
+  }
+  return n
+}
+
 /** Number of segments a payload of `payloadLen` makes at `gsoSize`. */
 export function tsoCount(payloadLen: number, gsoSize: number): number {
   return Math.ceil(payloadLen / gsoSize)

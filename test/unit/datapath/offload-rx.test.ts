@@ -13,7 +13,7 @@ import {
   TCP_ACK, TCP_PSH, TcpOpts, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, arpFrame, concatBytes, get16, l4ChecksumOk,
   pattern, tcpFrame, udpFrame, view, vxlanPacket,
 } from '../wire/frames'
-import { A, B, PEER_1, R, Received, Rig, VNI_A, fromPeer, splitRun } from './rig'
+import { A, B, PEER_1, R, Received, RecordingCapture, Rig, VNI_A, VNI_B, fromPeer, splitRun } from './rig'
 
 /** Cuts a super-frame into MSS-sized segment frames with tsoSegment (full checksums each). */
 function segments(superFrame: Uint8Array, mss: number): Uint8Array[] {
@@ -182,6 +182,39 @@ test('a UDP GRO datagram is processed as its VXLAN packets', () => {
   rig.fromUnderlay([fromPeer(PEER_1, concatBytes(...packets), packets[0].length)])
   assert.deepEqual(rig.takeFrames(a), frames)
   assert.deepEqual(rig.drops(), {})
+})
+
+test('a UDP GRO datagram whose packets go to different pods: each packet goes where its own headers say', () => {
+  const rig = new Rig()
+  const a = rig.addPod({ ...A, vnetHdr: false })
+  const b = rig.addPod({ ...B, vnetHdr: false })
+  // Equal-sized packets: the later ones of a run repeat the headers before them (the fast path), then change.
+  const to = (p: typeof A, k: number): Uint8Array => udpFrame({ ethSrc: R.mac, ethDst: p.mac, src: R.ip, dst: p.ip, payload: pattern(300, k) })
+  const frames = [to(A, 1), to(A, 2), to(B, 3), to(B, 4), to(A, 5), to(B, 6)]
+  const packets = frames.map((f) => vxlanPacket(VNI_A, f))
+  rig.fromUnderlay([fromPeer(PEER_1, concatBytes(...packets), packets[0].length)])
+  assert.deepEqual(rig.takeFrames(a), [frames[0], frames[1], frames[4]])
+  assert.deepEqual(rig.takeFrames(b), [frames[2], frames[3], frames[5]])
+  assert.deepEqual(rig.drops(), {})
+  // The same run in another VNI with the same MACs: the VXLAN header differs, so no packet rides on the one before.
+  const other = frames.map((f, k) => vxlanPacket(k === 1 ? VNI_B : VNI_A, f))
+  rig.fromUnderlay([fromPeer(PEER_1, concatBytes(...other), other[0].length)])
+  assert.deepEqual(rig.takeFrames(a), [frames[0], frames[4]])
+  assert.deepEqual(rig.takeFrames(b), [frames[2], frames[3], frames[5]])
+  assert.deepEqual(rig.drops(), {})
+})
+
+test('with a capture attached, every packet of a UDP GRO datagram is seen on its own', () => {
+  const rig = new Rig()
+  const a = rig.addPod({ ...A, vnetHdr: true })
+  const cap = new RecordingCapture()
+  rig.dp.capture = cap
+  const sup = flow({ payload: pattern(5000, 9), ethDst: A.mac, dst: A.ip })
+  const packets = segments(sup, 1448).map((s) => vxlanPacket(VNI_A, s))
+  rig.fromUnderlay([fromPeer(PEER_1, concatBytes(...packets), packets[0].length)])
+  const rx = cap.seen.filter((x) => x.point === 'UnderlayRx')
+  assert.deepEqual(rx.map((x) => x.bytes), packets)
+  assert.equal(rig.take(a).length, 1)
 })
 
 test('a UDP GRO datagram of TCP segments to a vnet pod becomes one merged frame', () => {
