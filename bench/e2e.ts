@@ -1,23 +1,30 @@
 /**
  * End-to-end benchmark: pod to pod across two hosts (network namespaces),
- * through three paths measured in one run:
+ * through these paths measured in one run:
  *
  *   kernel    Linux bridge + kernel vxlan device on each host (the baseline)
  *   tapestry  a Tapestry agent on each host, pods are its TAPs
+ *   tinc      tincd in switch mode on each host (full mode, when installed)
+ *   ovs       Open vSwitch's userspace datapath (netdev) with a VXLAN port on
+ *             each host (full mode, when installed)
  *   veth      two namespaces joined by a veth pair (the ceiling: no overlay)
  *
  * Figures: iperf3 TCP 1 and 4 streams, iperf3 UDP 64-byte packets/s and loss,
  * ping p50/p99 idle and beside a bulk transfer, CPU per GB moved, TCP
  * requests/s (direct; via a service VIP once services exist). Each figure is
- * taken on every path back to back (kernel, Tapestry, veth), and the table
- * gives the ratio of each to the kernel's figure from this same run.
+ * taken on every path back to back (kernel, Tapestry, tinc, OVS, veth), and
+ * the table gives the ratio of each to the kernel's figure from this same run.
  *
- *   node dist/bench/e2e.js           full mode: 10 s per figure (about 4 minutes)
- *   node dist/bench/e2e.js --short   CI mode: 2 s per figure (under 90 s)
+ *   node dist/bench/e2e.js           full mode: 10 s per figure (about 4 minutes; more with tinc and OVS)
+ *   node dist/bench/e2e.js --short   CI mode: 2 s per figure (under 90 s; no tinc, no OVS)
+ *   node dist/bench/e2e.js --paths kernel,ovs   only these paths (kernel is always
+ *                                    added: every ratio is to it); tinc and ovs named
+ *                                    here run in short mode too, and must be installed
  *
  * Progress goes to stderr, the table to stdout, and the results to
  * bench/results/e2e-<date>.{json,md,svg}. Needs root, iproute2, iperf3, ping
- * and the kernel vxlan module. Namespaces are named by the test Lab
+ * and the kernel vxlan module; tinc and Open vSwitch (scripts/setup.sh installs
+ * them) for those paths. Namespaces are named by the test Lab
  * (tpy<run id><tag>) and removed in a finally, on exit and on SIGINT/SIGTERM;
  * loads are bounded in time and run only between namespaces created here.
  */
@@ -27,7 +34,8 @@ import * as path from 'node:path'
 import { Lab, PREFIX, RUN_ID, sh } from '../test/harness/lab'
 import { TAPESTRY_BIN } from '../test/harness/overlay'
 import { Cell, MEASUREMENTS, SETTINGS } from './lib/e2e-figures'
-import { BenchPath, BUILDERS, PATH_ORDER, tincAvailable } from './lib/e2e-paths'
+import { BenchPath, BUILDERS, PATH_ORDER, PathId, tincAvailable } from './lib/e2e-paths'
+import { ovsAvailable } from './lib/ovs-path'
 import { environment, header, markdown, notes, ratio, resultFiles, Results, resultsTable, cellText, svgChart, vipLines } from './lib/e2e-report'
 
 const REPO = path.join(__dirname, '..', '..')
@@ -37,9 +45,43 @@ function progress(msg: string): void {
   process.stderr.write(`[e2e +${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}\n`)
 }
 
-function usage(): never {
-  process.stderr.write('usage: node dist/bench/e2e.js [--short]\n  --short  CI mode: 2 s per figure, whole run under 90 s (default: full mode, 10 s per figure)\n')
+function usage(why?: string): never {
+  process.stderr.write([
+    ...(why ? [`bench e2e: ${why}`] : []),
+    'usage: node dist/bench/e2e.js [--short] [--paths PATH,...]',
+    '  --short         CI mode: 2 s per figure, whole run under 90 s (default: full mode, 10 s per figure)',
+    `  --paths P,...   run only these paths, of ${PATH_ORDER.join(', ')} (default: all; tinc and ovs only in`,
+    '                  full mode and when installed). kernel is always run, since every ratio is to it.',
+    '                  tinc or ovs named here run in short mode too, and must be installed.',
+    '',
+  ].join('\n'))
   process.exit(2)
+}
+
+/** The other userspace overlays: the full run's comparisons when installed (scripts/setup.sh installs them). */
+const COMPARISONS: Partial<Record<PathId, { what: string; available: () => boolean }>> = {
+  tinc: { what: 'tinc (tincd)', available: tincAvailable },
+  ovs: { what: 'Open vSwitch (ovs-vswitchd, ovsdb-server)', available: ovsAvailable },
+}
+
+/** Parses the arguments: the mode, and the paths named with --paths (null: the default selection). */
+function parseArgs(args: string[]): { mode: 'short' | 'full'; named: Set<PathId> | null } {
+  let mode: 'short' | 'full' = 'full'
+  let named: Set<PathId> | null = null
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]
+    if (a === '--short') mode = 'short'
+    else if (a === '--paths' || a.startsWith('--paths=')) {
+      const list = a === '--paths' ? args[++i] : a.slice('--paths='.length)
+      if (!list) usage('--paths needs a comma-separated list of paths')
+      const ids = list.split(',').map((x) => x.trim()).filter(Boolean)
+      const unknown = ids.filter((x) => !PATH_ORDER.includes(x as PathId))
+      if (!ids.length) usage('--paths needs at least one path')
+      if (unknown.length) usage(`unknown path ${unknown.join(', ')} in --paths`)
+      named = new Set(ids as PathId[])
+    } else usage(`unknown argument ${a}`)
+  }
+  return { mode, named }
 }
 
 /** Why the benchmark cannot run here, or null. */
@@ -55,9 +97,7 @@ function unavailable(): string | null {
 }
 
 async function main(): Promise<number> {
-  const args = process.argv.slice(2)
-  if (args.some((a) => a !== '--short')) usage()
-  const mode = args.includes('--short') ? 'short' : 'full'
+  const { mode, named } = parseArgs(process.argv.slice(2))
   const settings = SETTINGS[mode]
   const why = unavailable()
   if (why) {
@@ -67,6 +107,28 @@ async function main(): Promise<number> {
   const env = environment(mode, REPO)
   progress(`${mode} mode: ${settings.seconds} s per load, ${settings.pingCount} pings per latency figure; machine ${env.cpus} CPUs, load average ${env.loadAvgStart.toFixed(2)}`)
   if (env.loadAvgStart > 0.5) progress(`warning: the machine is busy (load average ${env.loadAvgStart.toFixed(2)}): figures will be low and noisy`)
+  if (named && !named.has('kernel')) {
+    named.add('kernel')
+    progress('--paths: kernel added (the baseline every ratio is to)')
+  }
+  const chosen: PathId[] = []
+  for (const id of PATH_ORDER) {
+    if (named && !named.has(id)) continue
+    const c = COMPARISONS[id]
+    if (c && !c.available()) {
+      if (named) {
+        process.stderr.write(`bench e2e: cannot run: --paths names ${id}, but ${c.what} is not installed (run scripts/setup.sh)\n`)
+        return 1
+      }
+      progress(`${id}: ${c.what} not installed, no side-by-side figure`)
+      continue
+    }
+    if (c && mode === 'short' && !named) {
+      progress(`${id}: not in short mode`)
+      continue
+    }
+    chosen.push(id)
+  }
 
   const lab = new Lab()
   progress(`namespaces and links: ${PREFIX}${RUN_ID}* (leftovers of a killed run: npm run clean:netns)`)
@@ -82,12 +144,7 @@ async function main(): Promise<number> {
   const figures = MEASUREMENTS.flatMap((m) => m.figures)
   let errors = 0
   try {
-    for (const id of PATH_ORDER) {
-      // tinc, the other userspace overlay, is the full run's comparison (setup installs it).
-      if (id === 'tinc' && (mode === 'short' || !tincAvailable())) {
-        progress(mode === 'short' ? 'tinc: not in short mode' : 'tinc: not installed, no side-by-side figure')
-        continue
-      }
+    for (const id of chosen) {
       progress(`building path ${id}`)
       paths.push(await BUILDERS[id](lab))
     }

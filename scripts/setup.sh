@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Tapestry needs on a Debian machine, as root, and builds it.
 # Idempotent: a second run only checks and returns in seconds.
-#   1. Debian packages that are missing (iproute2, tshark, iperf3, ...)
+#   1. Debian packages that are missing (iproute2, tshark, iperf3, ...); Open vSwitch
+#      without starting its system-wide service (bench/e2e.ts runs its own daemons)
 #   2. npm ci when package-lock.json changed since the last install
 #   3. the native addon (node-gyp) when native/ or binding.gyp changed
 #   4. the TypeScript build (incremental)
@@ -9,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(iproute2 iputils-ping libpcap-dev iperf3 tshark tcpdump curl ethtool procps kmod python3 make g++
-  docker-compose etcd-server podman runc containernetworking-plugins busybox-static tinc)
+  docker-compose etcd-server podman runc containernetworking-plugins busybox-static tinc
+  openvswitch-switch)
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
@@ -23,7 +25,25 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections 2>/dev/null || true
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  others=()
+  ovs=()
+  for p in "${missing[@]}"; do if [ "$p" = openvswitch-switch ]; then ovs+=("$p"); else others+=("$p"); fi; done
+  [ ${#others[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${others[@]}" >/dev/null
+  if [ ${#ovs[@]} -gt 0 ]; then
+    # openvswitch-switch's postinst starts a system-wide ovsdb-server and ovs-vswitchd
+    # (and loads the openvswitch kernel module). The benchmark runs its own daemons in
+    # its namespaces, so the install goes through a policy-rc.d that refuses every
+    # service start (101), restored to what it was afterwards.
+    policy=/usr/sbin/policy-rc.d
+    saved=
+    if [ -e "$policy" ]; then saved=$(mktemp) && cp -p "$policy" "$saved"; fi
+    restore_policy() { if [ -n "$saved" ]; then mv -f "$saved" "$policy"; else rm -f "$policy"; fi; }
+    trap restore_policy EXIT
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 0755 "$policy"
+    apt-get install -y -qq --no-install-recommends "${ovs[@]}" >/dev/null
+    restore_policy
+    trap - EXIT
+  fi
 fi
 
 [ -e /dev/net/tun ] || { mkdir -p /dev/net && mknod /dev/net/tun c 10 200 && chmod 0666 /dev/net/tun; } || true

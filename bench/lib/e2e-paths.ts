@@ -1,11 +1,13 @@
 /**
- * The three pod-to-pod paths of the end-to-end benchmark, all built in one
+ * The pod-to-pod paths of the end-to-end benchmark, all built in one
  * Lab (namespaces named tpy<run id><tag>, removed by Lab.cleanup):
  *
  *   kernel    pod ka eth0 =veth= br0 + vxlan vx0 (id 42, dstport 4789)  [host kha]
  *                                   | underlay 192.168.251.0/24, bridge in ns kul
  *             pod kb eth0 =veth= br0 + vxlan vx0                         [host khb]
  *   tapestry  pod ta eth0 (TAP) - agent [host ha] - VXLAN over 192.168.250.0/24 (ns ul) - agent [host hb] - pod tb eth0 (TAP)
+ *   ovs       pod oa eth0 =veth= OVS userspace datapath [host oha] - VXLAN over 192.168.253.0/24 (ns oul) - [host ohb] ... pod ob eth0
+ *             (built in ovs-path.ts)
  *   veth      ns vpa eth0 ===== veth pair ===== ns vpb eth0              (no overlay: the ceiling)
  *
  * Pods have MTU 1450 on every path: Tapestry's default (underlay 1500 - 50
@@ -21,8 +23,9 @@ import { execFileSync } from 'node:child_process'
 import { Lab, Proc, parsePing } from '../../test/harness/lab'
 import { Cluster, hostConfig } from '../../test/harness/overlay'
 import { Endpoints, RR_PORT } from './e2e-loads'
+import { buildOvs } from './ovs-path'
 
-export type PathId = 'kernel' | 'tapestry' | 'tinc' | 'veth'
+export type PathId = 'kernel' | 'tapestry' | 'tinc' | 'ovs' | 'veth'
 
 export interface BenchPath {
   id: PathId
@@ -48,7 +51,7 @@ export interface BenchPath {
   details: Record<string, unknown>
 }
 
-export const PATH_ORDER: PathId[] = ['kernel', 'tapestry', 'tinc', 'veth']
+export const PATH_ORDER: PathId[] = ['kernel', 'tapestry', 'tinc', 'ovs', 'veth']
 
 /** Whether tinc (the userspace VPN, switch mode) is installed for the side-by-side run. */
 export function tincAvailable(): boolean {
@@ -72,14 +75,14 @@ function linkMtu(lab: Lab, ns: string, dev: string): number {
   return Number(m[1])
 }
 
-function expectMtu(lab: Lab, ns: string, dev: string, what: string): number {
+export function expectMtu(lab: Lab, ns: string, dev: string, what: string): number {
   const mtu = linkMtu(lab, ns, dev)
   if (mtu !== POD_MTU) throw new Error(`${what}: ${dev} has MTU ${mtu}, expected ${POD_MTU}`)
   return mtu
 }
 
 /** Pings both ways until answered: checks the path works and fills ARP caches and FDBs before anything is measured. */
-async function warmUp(lab: Lab, a: { ns: string; ip: string }, b: { ns: string; ip: string }, what: string): Promise<void> {
+export async function warmUp(lab: Lab, a: { ns: string; ip: string }, b: { ns: string; ip: string }, what: string): Promise<void> {
   for (const [from, to] of [[a, b], [b, a]]) {
     const r = await lab.execAsync(from.ns, ['ping', '-n', '-c', '3', '-i', '0.05', '-W', '2', to.ip], 15_000)
     const s = parsePing(r.stdout)
@@ -264,5 +267,7 @@ export const BUILDERS: Record<PathId, (lab: Lab) => Promise<BenchPath>> = {
   kernel: buildKernel,
   tapestry: buildTapestry,
   tinc: buildTinc,
+  // Called through a closure: ovs-path.ts imports this module's helpers, so its export may not exist yet when this object is built.
+  ovs: (lab) => buildOvs(lab),
   veth: buildVeth,
 }

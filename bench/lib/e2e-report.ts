@@ -123,7 +123,7 @@ export function header(env: Environment, settings: object): string {
 
 // ---- SVG
 
-const COLORS: Record<PathId, string> = { kernel: '#4e79a7', tapestry: '#f28e2b', tinc: '#59a14f', veth: '#9c9c9c' }
+const COLORS: Record<PathId, string> = { kernel: '#4e79a7', tapestry: '#f28e2b', tinc: '#59a14f', ovs: '#b07aa1', veth: '#9c9c9c' }
 
 function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
