@@ -230,6 +230,8 @@ class TxSocket {
   readonly inPlace = new TxList(UDP_TX_CAPACITY)
   readonly copied = new TxList(UDP_TX_CAPACITY)
   readonly gsoList = new TxList(UDP_TX_CAPACITY)
+  /** inPlace's datagrams copied together into runs for the GSO socket (see Datapath.coalesce). */
+  readonly runs = new TxList(UDP_TX_CAPACITY)
   constructor(readonly io: DatagramIo, readonly gso: DatagramIo | null) {}
 }
 
@@ -1082,10 +1084,54 @@ export class Datapath {
     const socks = this.txSockets
     for (let k = 0; k < socks.length; k++) {
       const s = socks[k]
-      if (s.inPlace.count > 0) this.sendUdp(s.io, buf, s.inPlace)
+      if (s.inPlace.count > 1 && s.gso !== null && this.coalesce(s, buf)) this.sendUdp(s.gso, this.scratch, s.runs)
+      else if (s.inPlace.count > 0) this.sendUdp(s.io, buf, s.inPlace)
       if (s.copied.count > 0) this.sendUdp(s.io, this.scratch, s.copied)
       if (s.gsoList.count > 0) this.sendUdp(s.gso!, this.scratch, s.gsoList)
     }
+  }
+
+  /**
+   * Turns a socket's single datagrams of this batch into UDP GSO runs: each
+   * stretch of consecutive datagrams to the same peer of the same size (the
+   * last of a stretch may be shorter) is copied into the scratch slab back to
+   * back and queued as one GSO entry, the others one by one, all in their
+   * order, for one sendmmsg on the GSO socket. The kernel then moves a run of
+   * small frames (ACKs, small UDP) as one packet as far as it can, as it does
+   * for TCP segments. Returns false, leaving inPlace as it is, when the
+   * scratch slab cannot hold the copies.
+   */
+  private coalesce(s: TxSocket, buf: Uint8Array): boolean {
+    const src = s.inPlace
+    const n = src.count
+    let bytes = 0
+    for (let k = 0; k < n; k++) bytes += src.lens[k]
+    if (this.scratchUsed + bytes > this.scratch.length) return false
+    const out = this.scratch
+    const runs = s.runs
+    runs.count = 0
+    let k = 0
+    while (k < n) {
+      const size = src.lens[k]
+      const addr = src.dst[3 * k]
+      const port = src.dst[3 * k + 1]
+      const at = this.scratchUsed
+      let total = 0
+      let j = k
+      while (j < n && j - k < GSO_MAX_SEGMENTS && src.dst[3 * j] === addr && src.dst[3 * j + 1] === port) {
+        const l = src.lens[j]
+        if (l > size || total + l > GSO_MAX_BYTES) break
+        copyInto(out, at + total, buf, src.offs[j], src.offs[j] + l)
+        total += l
+        j++
+        if (l < size) break
+      }
+      this.scratchUsed = at + total
+      runs.pushTo(at, total, addr, port, j - k > 1 ? size : 0)
+      k = j
+    }
+    src.count = 0
+    return true
   }
 
   private writePod(q: PodPort, buf: Uint8Array, tx: TxList): void {

@@ -11,7 +11,7 @@ import {
   BROADCAST, TCP_ACK, TCP_PSH, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_GSO_UDP, VNET_GSO_UDP_L4,
   VnetFields, arpFrame, concatBytes, ipv4HeaderOk, l4ChecksumOk, pattern, tcpFrame, udpFrame, view, vxlanPacket,
 } from '../wire/frames'
-import { A, B, PEER_1, PEER_2, R, Rig, VNI_A, VXLAN_PORT, fromPeer, splitRun } from './rig'
+import { A, B, PEER_1, PEER_2, R, R2, Rig, VNI_A, VXLAN_PORT, fromPeer, splitRun } from './rig'
 import { SentDatagram } from '../../../src/ports/memory-port'
 
 /** Teaches the datapath that R sits behind PEER_1. */
@@ -253,4 +253,77 @@ test('offload requests that cannot be honoured are dropped as bad_offload', () =
   rig.fromPod(a, [tcpFrame({ ...o, csum: 'partial' })], { flags: VNET_F_NEEDS_CSUM, csumStart: 5000, csumOffset: 16 })
   assert.deepEqual(rig.takeUnderlay(), [])
   assert.deepEqual(rig.drops(), { BadOffload: 5 })
+})
+
+// ---- single frames coalesced into GSO runs
+
+/** Teaches the datapath that R2 sits behind PEER_2. */
+function learnR2(rig: Rig): void {
+  rig.fromUnderlay([fromPeer(PEER_2, vxlanPacket(VNI_A, arpFrame({ ethSrc: R2.mac, spa: R2.ip, tpa: '10.1.0.250' })))])
+}
+
+function small(to: typeof R, k: number, size = 64): Uint8Array {
+  return udpFrame({ ethSrc: A.mac, ethDst: to.mac, src: A.ip, dst: to.ip, sport: 40000 + (k % 3), payload: pattern(size, k) })
+}
+
+test('a batch of small frames to a peer leaves as ONE GSO run on the twin socket, each datagram as it would be alone', () => {
+  const rig = new Rig({ gso: false, gsoTwin: true })
+  const a = rig.addPod({ ...A, vnetHdr: false })
+  learnR(rig)
+  const frames = Array.from({ length: 20 }, (_, k) => small(R, k))
+  rig.fromPod(a, frames)
+  assert.equal(rig.underlay.sent.length, 0, 'nothing one by one on the plain socket')
+  assert.equal(rig.gsoTwin!.sent.length, 1)
+  const run = rig.gsoTwin!.sent[0]
+  assert.deepEqual([run.addr, run.port, run.gso], [PEER_1, VXLAN_PORT, 8 + frames[0].length])
+  assert.deepEqual(splitRun(run), frames.map((f) => vxlanPacket(VNI_A, f)))
+  assert.deepEqual(rig.drops(), {})
+})
+
+test('runs break at a change of peer and at a longer frame; a shorter frame ends its run; order is kept per peer', () => {
+  const rig = new Rig({ gso: false, gsoTwin: true })
+  const a = rig.addPod({ ...A, vnetHdr: false })
+  learnR(rig)
+  learnR2(rig)
+  // [R R R(short)] [R] [R2 R2] [R(long) R(long)]
+  const frames = [small(R, 0), small(R, 1), small(R, 2, 10), small(R, 3), small(R2, 4), small(R2, 5), small(R, 6, 300), small(R, 7, 300)]
+  rig.fromPod(a, frames)
+  const sent = rig.gsoTwin!.sent
+  assert.deepEqual(sent.map((d) => [d.addr, splitRun(d).length, d.gso]), [
+    [PEER_1, 3, 8 + frames[0].length],
+    [PEER_1, 1, 0],
+    [PEER_2, 2, 8 + frames[4].length],
+    [PEER_1, 2, 8 + frames[6].length],
+  ])
+  assert.deepEqual(sent.flatMap(splitRun), frames.map((f) => vxlanPacket(VNI_A, f)))
+})
+
+test('a run holds at most 65507 bytes (and a full batch of 64 small frames is one run)', () => {
+  const rig = new Rig({ gso: false, gsoTwin: true })
+  const a = rig.addPod({ ...A, vnetHdr: false })
+  learnR(rig)
+  rig.fromPod(a, Array.from({ length: 64 }, (_, k) => small(R, k)))
+  assert.deepEqual(rig.gsoTwin!.sent.map((d) => splitRun(d).length), [64])
+  rig.gsoTwin!.take()
+  // 1400-byte payloads: 1450-byte datagrams, 45 fit in 65507 bytes.
+  rig.fromPod(a, Array.from({ length: 50 }, (_, k) => small(R, k, 1400)))
+  const runs = rig.gsoTwin!.sent
+  assert.deepEqual(runs.map((d) => splitRun(d).length), [45, 5])
+  assert.ok(runs.every((d) => d.bytes.length <= 65507))
+})
+
+test('without a GSO socket, small frames go one datagram each as before; a single frame is never copied into a run', () => {
+  const plain = new Rig({ gso: false })
+  const a = plain.addPod({ ...A, vnetHdr: false })
+  learnR(plain)
+  const frames = [small(R, 0), small(R, 1), small(R, 2)]
+  plain.fromPod(a, frames)
+  assert.deepEqual(plain.underlay.sent.map((d) => d.gso), [0, 0, 0])
+  assert.deepEqual(plain.underlay.sent.map((d) => d.bytes), frames.map((f) => vxlanPacket(VNI_A, f)))
+  const twin = new Rig({ gso: false, gsoTwin: true })
+  const b = twin.addPod({ ...A, vnetHdr: false })
+  learnR(twin)
+  twin.fromPod(b, [frames[0]])
+  assert.equal(twin.gsoTwin!.sent.length, 0)
+  assert.deepEqual(twin.underlay.sent.map((d) => d.bytes), [vxlanPacket(VNI_A, frames[0])])
 })
