@@ -39,6 +39,7 @@ import {
 } from '../wire/vnet'
 import { TSO, tsoSegmentFast } from '../wire/tso'
 import { groEligible, groCanAppend, groFinish, groChecksum, vnetWriteForDelivery, GRO_MAX_IP_LEN, GRO_CSUM_BAD } from '../wire/gro'
+import { groUdpEligible, groUdpCanAppend, groUdpChecksum, groUdpFinish, groUdpId, GRO_UDP_MAX_SEGMENTS } from '../wire/gro-udp'
 import { TCP_OFF_SEQ, TCP_OFF_FLAGS, TCP_PSH } from '../wire/tcp'
 import { Fdb, FdbOptions } from '../switch/fdb'
 import { csumFold, csumPseudoV4 } from '../wire/checksum'
@@ -109,6 +110,8 @@ export interface PodSpec {
   portSecurity: boolean
   /** Whether frames on this port carry a virtio-net header. */
   vnetHdr: boolean
+  /** Whether the port takes UDP GSO frames (virtio-net GSO_UDP_L4; a TAP with TUN_F_USO4): UDP datagrams are merged for it. */
+  uso?: boolean
 }
 
 export interface DatapathOptions {
@@ -200,6 +203,9 @@ export class PodPort {
   groSegs = 0
   groNextSeq = 0
   groPsh = false
+  /** The open merge is of UDP datagrams (wire/gro-udp.ts); the IP id the next one must have. */
+  groUdp = false
+  groNextId = 0
   /** Storm control token bucket: flood frames left, and when it was last refilled (ms). */
   floodTokens = 0
   floodRefilledAt = 0
@@ -965,10 +971,18 @@ export class Datapath {
     let hdr = groEligible(buf, frame, len)
     // A segment whose checksum fails stays out of merges (it goes alone, and the pod drops it).
     if (hdr > 0 && groChecksum(buf, frame, len) === GRO_CSUM_BAD) hdr = 0
+    let udp = false
+    if (hdr === 0 && q.spec.uso === true) {
+      hdr = groUdpEligible(buf, frame, len)
+      if (hdr > 0 && groUdpChecksum(buf, frame, len) === GRO_CSUM_BAD) hdr = 0
+      udp = hdr > 0
+    }
     if (q.groFirst >= 0) {
       const payload = len - hdr
-      if (hdr > 0 && payload <= q.groMss && q.groLen + payload <= ETH_HLEN + GRO_MAX_IP_LEN &&
-          this.groChainCount < GRO_CHAIN_MAX && groCanAppend(buf, q.groFirst, q.groHdr, q.groNextSeq, buf, frame, hdr)) {
+      if (hdr > 0 && udp === q.groUdp && payload <= q.groMss && q.groLen + payload <= ETH_HLEN + GRO_MAX_IP_LEN &&
+          this.groChainCount < GRO_CHAIN_MAX &&
+          (udp ? q.groSegs < GRO_UDP_MAX_SEGMENTS && groUdpCanAppend(buf, q.groFirst, q.groNextId, buf, frame)
+            : groCanAppend(buf, q.groFirst, q.groHdr, q.groNextSeq, buf, frame, hdr))) {
         // Chain the payload; it is copied once, when the merge closes.
         const c = this.groChainCount++
         this.groChainOff[c] = frame + hdr
@@ -979,6 +993,12 @@ export class Datapath {
         q.groTail = c
         q.groLen += payload
         q.groSegs++
+        if (udp) {
+          q.groNextId = (q.groNextId + 1) & 0xffff
+          // A shorter datagram can only be the last of a GSO run.
+          if (payload < q.groMss) this.groClose(q)
+          return
+        }
         q.groNextSeq = (q.groNextSeq + payload) >>> 0
         const psh = (buf[frame + 34 + TCP_OFF_FLAGS] & TCP_PSH) !== 0
         // A short segment or PSH ends the merge, as in the kernel.
@@ -996,9 +1016,14 @@ export class Datapath {
       q.groPsh = false
       q.groHead = -1
       q.groTail = -1
+      q.groUdp = udp
+      this.groOpen[this.groCount++] = q.id
+      if (udp) {
+        q.groNextId = (groUdpId(buf, frame) + 1) & 0xffff
+        return
+      }
       const t = frame + 34
       q.groNextSeq = (((buf[t + TCP_OFF_SEQ] << 24) | (buf[t + TCP_OFF_SEQ + 1] << 16) | (buf[t + TCP_OFF_SEQ + 2] << 8) | buf[t + TCP_OFF_SEQ + 3]) + q.groMss) >>> 0
-      this.groOpen[this.groCount++] = q.id
       if ((buf[t + TCP_OFF_FLAGS] & TCP_PSH) !== 0) this.groClose(q)
       return
     }
@@ -1055,7 +1080,8 @@ export class Datapath {
       copyInto(out, o, buf, off, off + this.groChainLen[c])
       o += this.groChainLen[c]
     }
-    groFinish(out, vnet, q.groLen, q.groHdr, q.groMss, q.groSegs, q.groPsh)
+    if (q.groUdp) groUdpFinish(out, vnet, q.groLen, q.groMss, q.groSegs)
+    else groFinish(out, vnet, q.groLen, q.groHdr, q.groMss, q.groSegs, q.groPsh)
     this.queuePod(q, vnet, VNET_HLEN + q.groLen, true)
   }
 

@@ -35,6 +35,8 @@ export interface PodOpts {
   mtu?: number
   portSecurity?: boolean
   vnetHdr?: boolean
+  /** The pod's port takes UDP GSO frames (a TAP with USO): UDP datagrams are merged for it. */
+  uso?: boolean
 }
 
 export interface Pod {
@@ -83,7 +85,7 @@ export class Rig {
     const m = macPair(o.mac)
     const spec: PodSpec = {
       name: `pod${this.names++}`, vni: o.vni ?? VNI_A, macHi: m.hi, macLo: m.lo, ip: ip4(o.ip),
-      mtu: o.mtu ?? 1500, portSecurity: o.portSecurity ?? true, vnetHdr: o.vnetHdr ?? false,
+      mtu: o.mtu ?? 1500, portSecurity: o.portSecurity ?? true, vnetHdr: o.vnetHdr ?? false, uso: o.uso ?? false,
     }
     const io = new MemoryFrameIo()
     const asFrameIo: FrameIo = io
