@@ -121,7 +121,9 @@ export class World {
     for (const def of POD_DEFS) {
       const vnet = opts.vnet === 'all' || (opts.vnet === 'mixed' && chance(rng, 0.5))
       const m = macPair(def.mac)
-      const spec: PodSpec = { name: def.name, vni: def.vni, macHi: m.hi, macLo: m.lo, ip: ip4(def.ip), mtu: 1500, portSecurity: def.portSecurity, vnetHdr: vnet }
+      // Half of the vnet pods take USO, so UDP GRO merges are fuzzed too.
+      const uso = vnet && chance(rng, 0.5)
+      const spec: PodSpec = { name: def.name, vni: def.vni, macHi: m.hi, macLo: m.lo, ip: ip4(def.ip), mtu: 1500, portSecurity: def.portSecurity, vnetHdr: vnet, uso }
       const pio = new CheckedFrameIo()
       const asFrameIo: FrameIo = pio
       const port = this.dp.addPod(spec, asFrameIo)
