@@ -16,12 +16,12 @@
  * verifies (a datagram without one, or with a bad one, goes alone: a merged
  * frame is handed over as verified).
  */
-import { ETH_HLEN, ETH_OFF_TYPE, ETHERTYPE_IPV4 } from './ethernet'
-import { IPV4_OFF_TOTAL_LEN, IPV4_OFF_ID, IPV4_OFF_FRAG, IPV4_OFF_PROTO, IPV4_OFF_TTL, IPV4_OFF_TOS, IPV4_OFF_CSUM, IPV4_OFF_SRC, PROTO_UDP } from './ipv4'
+import { ETH_HLEN } from './ethernet'
+import { IPV4_OFF_ID, IPV4_OFF_FRAG, IPV4_OFF_TTL, IPV4_OFF_TOS, IPV4_OFF_SRC, PROTO_UDP } from './ipv4'
 import { UDP_OFF_LEN, UDP_OFF_CSUM, UDP_HLEN } from './udp'
-import { csumAdd, csumAddBulk, csumFinish, csumFold, csumPseudoV4 } from './checksum'
+import { csumAddBulk, csumFold, csumPseudoV4 } from './checksum'
 import { VNET_F_NEEDS_CSUM, VNET_GSO_UDP_L4, VNET_HLEN, vnetWrite } from './vnet'
-import { GRO_CSUM_BAD, GRO_CSUM_OK, GRO_CSUM_PARTIAL, vnetWriteForDelivery } from './gro'
+import { GRO_CSUM_BAD, GRO_CSUM_OK, GRO_CSUM_PARTIAL, groIpv4, groMergedIpv4, vnetWriteForDelivery } from './gro'
 
 /** Headers in front of a merged datagram's payload: Ethernet + IPv4 (20) + UDP. */
 export const GRO_UDP_HLEN = ETH_HLEN + 20 + UDP_HLEN
@@ -40,14 +40,9 @@ export const GRO_UDP_MAX_SEGMENTS = 64
  * header length (GRO_UDP_HLEN); otherwise 0.
  */
 export function groUdpEligible(buf: Uint8Array, frame: number, len: number): number {
-  if (len <= GRO_UDP_HLEN) return 0
-  if (((buf[frame + ETH_OFF_TYPE] << 8) | buf[frame + ETH_OFF_TYPE + 1]) !== ETHERTYPE_IPV4) return 0
-  const ip = frame + ETH_HLEN
-  if (buf[ip] !== 0x45 || buf[ip + IPV4_OFF_PROTO] !== PROTO_UDP) return 0
-  if (((buf[ip + IPV4_OFF_FRAG] & 0x3f) | buf[ip + IPV4_OFF_FRAG + 1]) !== 0) return 0
-  const tot = (buf[ip + IPV4_OFF_TOTAL_LEN] << 8) | buf[ip + IPV4_OFF_TOTAL_LEN + 1]
-  if (tot !== len - ETH_HLEN) return 0
-  const udp = ip + 20
+  if (len <= GRO_UDP_HLEN || !groIpv4(buf, frame, len, PROTO_UDP)) return 0
+  const tot = len - ETH_HLEN
+  const udp = frame + ETH_HLEN + 20
   if (((buf[udp + UDP_OFF_LEN] << 8) | buf[udp + UDP_OFF_LEN + 1]) !== tot - 20) return 0
   if (buf[udp + UDP_OFF_CSUM] === 0 && buf[udp + UDP_OFF_CSUM + 1] === 0) return 0
   return GRO_UDP_HLEN
@@ -102,20 +97,10 @@ export function groUdpFinish(out: Uint8Array, vnet: number, frameLen: number, ms
   }
   const ip = frame + ETH_HLEN
   const tot = frameLen - ETH_HLEN
-  out[ip + IPV4_OFF_TOTAL_LEN] = tot >>> 8
-  out[ip + IPV4_OFF_TOTAL_LEN + 1] = tot & 255
-  out[ip + IPV4_OFF_CSUM] = 0
-  out[ip + IPV4_OFF_CSUM + 1] = 0
-  const hc = csumFinish(csumAdd(out, ip, 20, 0))
-  out[ip + IPV4_OFF_CSUM] = hc >>> 8
-  out[ip + IPV4_OFF_CSUM + 1] = hc & 255
-  const udp = ip + 20
   const ulen = tot - 20
-  out[udp + UDP_OFF_LEN] = ulen >>> 8
-  out[udp + UDP_OFF_LEN + 1] = ulen & 255
-  const pseudo = csumFold(csumPseudoV4(u32(out, ip + IPV4_OFF_SRC), u32(out, ip + IPV4_OFF_SRC + 4), PROTO_UDP, ulen))
-  out[udp + UDP_OFF_CSUM] = pseudo >>> 8
-  out[udp + UDP_OFF_CSUM + 1] = pseudo & 255
+  out[ip + 20 + UDP_OFF_LEN] = ulen >>> 8
+  out[ip + 20 + UDP_OFF_LEN + 1] = ulen & 255
+  groMergedIpv4(out, ip, tot, PROTO_UDP, UDP_OFF_CSUM)
   vnetWrite(out, vnet, VNET_F_NEEDS_CSUM, VNET_GSO_UDP_L4, GRO_UDP_HLEN, mss, ETH_HLEN + 20, UDP_OFF_CSUM)
 }
 

@@ -28,14 +28,9 @@ export const GRO_MAX_IP_LEN = 65535
  * (Ethernet + IP + TCP); otherwise 0.
  */
 export function groEligible(buf: Uint8Array, frame: number, len: number): number {
-  if (len < ETH_HLEN + 40) return 0
-  if (((buf[frame + ETH_OFF_TYPE] << 8) | buf[frame + ETH_OFF_TYPE + 1]) !== ETHERTYPE_IPV4) return 0
+  if (len < ETH_HLEN + 40 || !groIpv4(buf, frame, len, PROTO_TCP)) return 0
   const ip = frame + ETH_HLEN
-  if (buf[ip] !== 0x45 || buf[ip + IPV4_OFF_PROTO] !== PROTO_TCP) return 0
-  // MF set or a fragment offset: not merged.
-  if (((buf[ip + IPV4_OFF_FRAG] & 0x3f) | buf[ip + IPV4_OFF_FRAG + 1]) !== 0) return 0
-  const tot = (buf[ip + IPV4_OFF_TOTAL_LEN] << 8) | buf[ip + IPV4_OFF_TOTAL_LEN + 1]
-  if (tot !== len - ETH_HLEN) return 0
+  const tot = len - ETH_HLEN
   const tcp = ip + 20
   const thl = (buf[tcp + 12] >>> 4) * 4
   if (thl < 20 || 20 + thl >= tot) return 0
@@ -43,6 +38,21 @@ export function groEligible(buf: Uint8Array, frame: number, len: number): number
   if ((flags & (TCP_SYN | TCP_RST | TCP_URG | TCP_FIN)) !== 0 || (flags & TCP_ACK) === 0) return 0
   if ((flags & ~(TCP_ACK | TCP_PSH | TCP_ECE | TCP_CWR)) !== 0) return 0
   return ETH_HLEN + 20 + thl
+}
+
+/**
+ * Whether buf[frame, frame+len) is an untagged Ethernet frame carrying an IPv4
+ * packet of protocol `proto` without options and not a fragment (neither MF
+ * nor an offset), whose total length is exactly the rest of the frame: the
+ * shape every merge (TCP here, UDP in gro-udp.ts) starts from.
+ */
+export function groIpv4(buf: Uint8Array, frame: number, len: number, proto: number): boolean {
+  if (len < ETH_HLEN + 20) return false
+  if (((buf[frame + ETH_OFF_TYPE] << 8) | buf[frame + ETH_OFF_TYPE + 1]) !== ETHERTYPE_IPV4) return false
+  const ip = frame + ETH_HLEN
+  if (buf[ip] !== 0x45 || buf[ip + IPV4_OFF_PROTO] !== proto) return false
+  if (((buf[ip + IPV4_OFF_FRAG] & 0x3f) | buf[ip + IPV4_OFF_FRAG + 1]) !== 0) return false
+  return ((buf[ip + IPV4_OFF_TOTAL_LEN] << 8) | buf[ip + IPV4_OFF_TOTAL_LEN + 1]) === len - ETH_HLEN
 }
 
 /**
@@ -90,6 +100,20 @@ export function groFinish(out: Uint8Array, vnet: number, frameLen: number, hdrLe
   }
   const ip = frame + ETH_HLEN
   const tot = frameLen - ETH_HLEN
+  const tcp = ip + 20
+  if (psh) out[tcp + TCP_OFF_FLAGS] |= TCP_PSH
+  groMergedIpv4(out, ip, tot, PROTO_TCP, TCP_OFF_CSUM)
+  vnetWrite(out, vnet, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, hdrLen, mss, ETH_HLEN + 20, TCP_OFF_CSUM)
+}
+
+/**
+ * The IPv4 side of finishing a merge of IP packets of total length `tot` at
+ * out[ip]: total length and header checksum, and the L4 checksum field (at
+ * `csumField` from the L4 header) left partial, holding the folded (not
+ * complemented) pseudo-header sum of the merged L4 length, as a NIC driver
+ * hands a GRO packet to the stack.
+ */
+export function groMergedIpv4(out: Uint8Array, ip: number, tot: number, proto: number, csumField: number): void {
   out[ip + IPV4_OFF_TOTAL_LEN] = tot >>> 8
   out[ip + IPV4_OFF_TOTAL_LEN + 1] = tot & 255
   out[ip + IPV4_OFF_CSUM] = 0
@@ -97,15 +121,11 @@ export function groFinish(out: Uint8Array, vnet: number, frameLen: number, hdrLe
   const hc = csumFinish(csumAdd(out, ip, 20, 0))
   out[ip + IPV4_OFF_CSUM] = hc >>> 8
   out[ip + IPV4_OFF_CSUM + 1] = hc & 255
-  const tcp = ip + 20
-  if (psh) out[tcp + TCP_OFF_FLAGS] |= TCP_PSH
   const src = ((out[ip + IPV4_OFF_SRC] << 24) | (out[ip + IPV4_OFF_SRC + 1] << 16) | (out[ip + IPV4_OFF_SRC + 2] << 8) | out[ip + IPV4_OFF_SRC + 3]) >>> 0
   const dst = ((out[ip + IPV4_OFF_SRC + 4] << 24) | (out[ip + IPV4_OFF_SRC + 5] << 16) | (out[ip + IPV4_OFF_SRC + 6] << 8) | out[ip + IPV4_OFF_SRC + 7]) >>> 0
-  // Partial checksum: the folded (not complemented) pseudo-header sum.
-  const pseudo = csumFold(csumPseudoV4(src, dst, PROTO_TCP, tot - 20))
-  out[tcp + TCP_OFF_CSUM] = pseudo >>> 8
-  out[tcp + TCP_OFF_CSUM + 1] = pseudo & 255
-  vnetWrite(out, vnet, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, hdrLen, mss, ETH_HLEN + 20, TCP_OFF_CSUM)
+  const pseudo = csumFold(csumPseudoV4(src, dst, proto, tot - 20))
+  out[ip + 20 + csumField] = pseudo >>> 8
+  out[ip + 20 + csumField + 1] = pseudo & 255
 }
 
 /**
