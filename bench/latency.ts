@@ -1,27 +1,33 @@
 /**
  * Latency knobs, measured beside the kernel path in one run.
  *
- *   node dist/bench/latency.js [--short] [--rcvbuf 8388608,1048576,262144] [--busy 0,200]
+ *   node dist/bench/latency.js [--short] [--rcvbuf 8388608,1048576,262144] [--busy 0,200] [--cpu-latency off,0]
  *
  * For the kernel bridge+VXLAN path and for Tapestry with every combination of
  * vxlan.rcvbufBytes and busyPollUs given: ping RTT idle (p50, p99), ping RTT
  * while one TCP stream runs beside it (p50, p99), what that stream moved
  * (Gbit/s) and its retransmissions. Each Tapestry variant is a fresh pair of
  * agents (the same topology as bench/e2e.ts: two hosts, one pod each, pod MTU
- * 1450). Prints a markdown table and writes bench/results/latency-<time>.json.
+ * 1450), warmed up (2 s of TCP, 300 pings) before its figures are taken, as
+ * the e2e benchmark's paths are. Prints a markdown table and writes
+ * bench/results/latency-<time>.json.
  *
  * What it shows: under a bulk transfer the queue that delays other traffic is
  * the receiving agent's VXLAN socket buffer (the agent is the bottleneck), so
  * its size trades ping delay for drops (retransmissions) and some throughput;
- * busy polling only helps when the agent has a core to itself.
+ * busy polling only helps when the agent has a core to itself. cpuLatencyUs
+ * (a PM QoS CPU latency request, ports/cpu-latency.ts) is host-wide: for each
+ * value the kernel path is measured too, with the benchmark holding the same
+ * request, so both sides of a ratio run under it.
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { Lab, sh } from '../test/harness/lab'
 import { BenchPath, buildKernel, buildTapestry } from './lib/e2e-paths'
-import { PingResult, pingRtt, pingUnderLoad } from './lib/e2e-loads'
+import { PingResult, iperfTcp, pingRtt, pingUnderLoad } from './lib/e2e-loads'
 import { environment } from './lib/e2e-report'
 import { table } from './lib/report'
+import { CpuLatencyRequest } from '../src/ports/cpu-latency'
 
 const REPO = path.join(__dirname, '..', '..')
 const t0 = Date.now()
@@ -31,7 +37,7 @@ function progress(msg: string): void {
 }
 
 function usage(): never {
-  process.stderr.write('usage: node dist/bench/latency.js [--short] [--rcvbuf BYTES,...] [--busy US,...]\n')
+  process.stderr.write('usage: node dist/bench/latency.js [--short] [--rcvbuf BYTES,...] [--busy US,...] [--cpu-latency off|US,...]\n')
   process.exit(2)
 }
 
@@ -46,11 +52,16 @@ interface Row {
   path: string
   rcvbufBytes: number | null
   busyPollUs: number | null
+  cpuLatencyUs: number | null
   idle: PingResult | { error: string }
   loaded: PingResult | { error: string }
 }
 
 async function measure(lab: Lab, p: BenchPath, pings: number): Promise<Pick<Row, 'idle' | 'loaded'>> {
+  // Warm-up, as the paths of bench/e2e.ts are warm when their pings are taken: a fresh
+  // agent's first thousands of packets run while V8 still compiles its hot path.
+  await iperfTcp(lab, p.ep, 2, 1).catch(() => undefined)
+  await pingRtt(lab, p.ep, 300).catch(() => undefined)
   const idle = await pingRtt(lab, p.ep, pings).catch((e: Error) => ({ error: e.message }))
   const loaded = await pingUnderLoad(lab, p.ep, pings).catch((e: Error) => ({ error: e.message }))
   return { idle, loaded }
@@ -65,10 +76,12 @@ async function main(): Promise<number> {
   let short = false
   let rcvbufs = [8 << 20, 1 << 20, 256 << 10]
   let busy = [0]
+  let cpuLatency: (number | null)[] = [null]
   for (let i = 0; i < args.length; i++) {
     if (args[i] === '--short') short = true
     else if (args[i] === '--rcvbuf') rcvbufs = list(args[++i])
     else if (args[i] === '--busy') busy = list(args[++i])
+    else if (args[i] === '--cpu-latency') cpuLatency = (args[++i] ?? usage()).split(',').map((x) => (x === 'off' ? null : list(x)[0]))
     else usage()
   }
   if (process.getuid?.() !== 0) { process.stderr.write('bench latency: needs root\n'); return 1 }
@@ -77,21 +90,26 @@ async function main(): Promise<number> {
   const pings = short ? 200 : 1000
   const env = environment(short ? 'short' : 'full', REPO)
   const rows: Row[] = []
-  {
+  for (const cl of cpuLatency) {
     const lab = new Lab()
+    // The request is host-wide: the kernel path is measured under the one the agents will hold.
+    const req = cl === null ? null : CpuLatencyRequest.open(cl)
     try {
-      progress('kernel bridge + VXLAN')
-      rows.push({ path: 'kernel vxlan (baseline)', rcvbufBytes: null, busyPollUs: null, ...await measure(lab, await buildKernel(lab), pings) })
-    } finally { await lab.cleanup() }
-  }
-  for (const rb of rcvbufs) {
-    for (const us of busy) {
-      const lab = new Lab()
-      try {
-        progress(`Tapestry, vxlan.rcvbufBytes ${rb}, busyPollUs ${us}`)
-        const p = await buildTapestry(lab, { vxlan: { rcvbufBytes: rb }, busyPollUs: us })
-        rows.push({ path: 'Tapestry', rcvbufBytes: rb, busyPollUs: us, ...await measure(lab, p, pings) })
-      } finally { await lab.cleanup() }
+      progress(`kernel bridge + VXLAN${cl === null ? '' : `, CPU latency request ${cl} us`}`)
+      rows.push({ path: 'kernel vxlan (baseline)', rcvbufBytes: null, busyPollUs: null, cpuLatencyUs: cl, ...await measure(lab, await buildKernel(lab), pings) })
+    } finally {
+      req?.close()
+      await lab.cleanup()
+    }
+    for (const rb of rcvbufs) {
+      for (const us of busy) {
+        const lab2 = new Lab()
+        try {
+          progress(`Tapestry, vxlan.rcvbufBytes ${rb}, busyPollUs ${us}, cpuLatencyUs ${cl ?? 'off'}`)
+          const p = await buildTapestry(lab2, { vxlan: { rcvbufBytes: rb }, busyPollUs: us, ...(cl === null ? {} : { cpuLatencyUs: cl }) })
+          rows.push({ path: 'Tapestry', rcvbufBytes: rb, busyPollUs: us, cpuLatencyUs: cl, ...await measure(lab2, p, pings) })
+        } finally { await lab2.cleanup() }
+      }
     }
   }
   const ms = (v: number): string => v.toFixed(3)
@@ -101,11 +119,11 @@ async function main(): Promise<number> {
     `${env.cpus} CPUs, load average ${env.loadAvgStart.toFixed(2)} at start; commit ${env.commit}`,
     '',
     table(
-      ['path', 'vxlan.rcvbufBytes', 'busyPollUs', 'idle p50 ms', 'idle p99 ms', 'loaded p50 ms', 'loaded p99 ms', 'stream Gbit/s', 'retransmits'],
-      rows.map((r) => [r.path, String(r.rcvbufBytes ?? '-'), String(r.busyPollUs ?? '-'), cell(r.idle, (p) => ms(p.p50Ms)), cell(r.idle, (p) => ms(p.p99Ms)),
+      ['path', 'cpuLatencyUs', 'vxlan.rcvbufBytes', 'busyPollUs', 'idle p50 ms', 'idle p99 ms', 'loaded p50 ms', 'loaded p99 ms', 'stream Gbit/s', 'retransmits'],
+      rows.map((r) => [r.path, r.cpuLatencyUs === null ? 'off' : String(r.cpuLatencyUs), String(r.rcvbufBytes ?? '-'), String(r.busyPollUs ?? '-'), cell(r.idle, (p) => ms(p.p50Ms)), cell(r.idle, (p) => ms(p.p99Ms)),
         cell(r.loaded, (p) => ms(p.p50Ms)), cell(r.loaded, (p) => ms(p.p99Ms)), cell(r.loaded, (p) => (p.bulk ? p.bulk.gbitPerSec.toFixed(2) : '-')),
         cell(r.loaded, (p) => String(p.bulk?.retransmits ?? '-'))]),
-      [false, true, true, true, true, true, true, true, true],
+      [false, true, true, true, true, true, true, true, true, true],
     ),
     '',
   ]

@@ -17,6 +17,7 @@ import { TapPort } from './ports/tap'
 import { UdpPort } from './ports/udp'
 import { Batch } from './lib/batch'
 import { NativeError, native, TUN_F_USO4 } from './ports/native'
+import { CpuLatencyRequest } from './ports/cpu-latency'
 import { setupPodInterface, configurePodInterface, linkKind } from './ports/netdev'
 import { ipv4Format, ipv4Parse } from './wire/addr'
 import { Logger } from './observe/log'
@@ -85,6 +86,8 @@ export class Agent extends EventEmitter {
   private gsoTx: UdpPort[] = []
   private readonly pods = new Map<string, PodState>()
   private sweepTimer: NodeJS.Timeout | null = null
+  /** The PM QoS CPU latency request held while cpuLatencyUs is set. */
+  private cpuLatency: CpuLatencyRequest | null = null
   /** The config file's contents as parsed YAML: the base of every re-validation. */
   private fileRaw: Record<string, unknown>
   /** Pods added at run time; kept in `statePath` so they survive restarts. */
@@ -153,6 +156,7 @@ export class Agent extends EventEmitter {
     const { node } = this.cfg
     const offloads = this.cfg.offloads
     native.busyPoll(this.cfg.busyPollUs)
+    this.applyCpuLatency(this.cfg.cpuLatencyUs)
     this.rx = UdpPort.open({ addr: node.underlayAddr, port: node.vxlanPort, rcvbuf: this.cfg.vxlan.rcvbufBytes, sndbuf: 8 << 20, noChecksum: true, gro: offloads, rx: this.datapath.underlayRx })
     this.tx = openTxPool(node.underlayAddr, this.cfg.vxlan.srcPortMin, this.cfg.vxlan.srcPortMax, node.vxlanPort, offloads, this.datapath.underlayRx)
     // With offloads, each pool port has a twin socket with UDP checksums on for GSO sends.
@@ -218,6 +222,7 @@ export class Agent extends EventEmitter {
     this.datapath.floodPerSecond = next.storm.floodPerSecond
     this.datapath.floodBurst = next.storm.burst
     native.busyPoll(next.busyPollUs)
+    this.applyCpuLatency(next.cpuLatencyUs)
     for (const p of next.pods) {
       if (!this.pods.has(p.name)) {
         await this.addPod(p)
@@ -226,6 +231,19 @@ export class Agent extends EventEmitter {
     }
     this.log.info({ added, removed, changed }, 'config applied')
     return { added, removed, changed }
+  }
+
+  /** Holds, changes or drops the PM QoS CPU latency request (cpuLatencyUs). */
+  private applyCpuLatency(us: number | null): void {
+    if (us === null) {
+      if (this.cpuLatency !== null) this.log.info('cpu latency request dropped')
+      this.cpuLatency?.close()
+      this.cpuLatency = null
+      return
+    }
+    if (this.cpuLatency === null) this.cpuLatency = CpuLatencyRequest.open(us)
+    else this.cpuLatency.set(us)
+    this.log.info({ cpuLatencyUs: us, device: this.cpuLatency.device }, 'cpu latency request held')
   }
 
   async addPod(p: PodConfig): Promise<void> {
@@ -646,6 +664,8 @@ export class Agent extends EventEmitter {
     this.rx = null
     this.tx = []
     this.gsoTx = []
+    this.cpuLatency?.close()
+    this.cpuLatency = null
     this.log.info('agent stopped')
   }
 }

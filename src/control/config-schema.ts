@@ -339,6 +339,9 @@ export const configSchema = z.strictObject({
   /** Microseconds the agent keeps polling without sleeping after it received a batch (0 = off). */
   busyPollUs: z.number({ error: notA('an integer from 0 to 100000 (microseconds)') }).int({ error: notA('an integer from 0 to 100000 (microseconds)') })
     .min(0, { error: notA('an integer from 0 to 100000 (microseconds)') }).max(100000, { error: notA('an integer from 0 to 100000 (microseconds)') }).default(0),
+  /** A PM QoS CPU latency limit held while the agent runs (ports/cpu-latency.ts), microseconds; absent: none. */
+  cpuLatencyUs: z.number({ error: notA('an integer from 0 to 1000000 (microseconds)') }).int({ error: notA('an integer from 0 to 1000000 (microseconds)') })
+    .min(0, { error: notA('an integer from 0 to 1000000 (microseconds)') }).max(1_000_000, { error: notA('an integer from 0 to 1000000 (microseconds)') }).optional(),
   log: logSchema.prefault({}),
   api: apiSchema.prefault({}),
   metrics: metricsSchema.prefault({}),

@@ -144,6 +144,8 @@ export interface Config {
   offloads: boolean
   /** Busy-poll window after each received batch, microseconds (0 = off). */
   busyPollUs: number
+  /** PM QoS CPU latency limit held while the agent runs, microseconds (null = none). */
+  cpuLatencyUs: number | null
   log: LogConfig
   api: ApiConfig
   metrics: MetricsConfig
@@ -299,6 +301,7 @@ function normalize(raw: RawConfig): Config {
     storm: { ...raw.storm },
     offloads: raw.offloads,
     busyPollUs: raw.busyPollUs,
+    cpuLatencyUs: raw.cpuLatencyUs ?? null,
     log: { ...raw.log },
     api: { socket: raw.api.socket ?? `/run/tapestry/${raw.node.name}.sock` },
     metrics: { listen: raw.metrics.listen },

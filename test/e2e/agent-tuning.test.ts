@@ -5,7 +5,9 @@
  * host A with both knobs set: the socket's buffer is the one asked for (as ss
  * shows it: Linux doubles SO_RCVBUF for its bookkeeping), pings and a TCP
  * transfer with a hash check go through with busy polling on, and the idle
- * agent stops spinning once traffic stops.
+ * agent stops spinning once traffic stops. And cpuLatencyUs: the kernel's PM QoS
+ * limit (read back from /dev/cpu_dma_latency) is the agent's value while it
+ * runs, follows a reload, and is back to what it was when the agent stops.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -13,6 +15,7 @@ import { Lab, parsePing } from '../harness/lab'
 import { Cluster, hostConfig } from '../harness/overlay'
 import { tcpTransfer } from '../harness/xfer'
 import { readProcCpu } from '../../bench/lib/e2e-loads'
+import { readCpuLatency } from '../../src/ports/cpu-latency'
 
 test('vxlan.rcvbufBytes and busyPollUs are applied; traffic flows with busy polling', async (t) => {
   const lab = new Lab()
@@ -51,4 +54,26 @@ test('vxlan.rcvbufBytes and busyPollUs are applied; traffic flows with busy poll
   await new Promise((res) => setTimeout(res, 2000))
   const used = (readProcCpu(pid) as number) - before
   assert.ok(used < 1, `the idle agent used ${used.toFixed(2)} CPU-s in 2 s`)
+})
+
+test('cpuLatencyUs holds a PM QoS CPU latency request while the agent runs, follows a reload and is dropped when the agent stops', async (t) => {
+  const lab = new Lab()
+  t.after(() => lab.cleanup())
+  const c = new Cluster(lab)
+  const a = c.addHost('ta', 1)
+  const nets = [{ name: 'blue', vni: 42, subnet: '10.244.0.0/16', gateway: '10.244.0.1' }]
+  const base = readCpuLatency()
+  t.diagnostic(`limit before: ${base} us`)
+  assert.ok(base > 50, `another process already holds a CPU latency limit of ${base} us; this test needs none below 50`)
+  const cfg = (extra: Record<string, unknown>) => hostConfig(a, c.hosts, nets, [], extra)
+  await c.startAgent(a, cfg({ cpuLatencyUs: 0 }))
+  assert.equal(readCpuLatency(), 0)
+  await c.reload(a, cfg({ cpuLatencyUs: 50 }))
+  assert.equal(readCpuLatency(), 50)
+  await c.reload(a, cfg({}))
+  assert.equal(readCpuLatency(), base)
+  await c.reload(a, cfg({ cpuLatencyUs: 7 }))
+  assert.equal(readCpuLatency(), 7)
+  assert.equal(await c.stopAgent(a), 0)
+  assert.equal(readCpuLatency(), base)
 })

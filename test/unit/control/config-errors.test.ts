@@ -47,6 +47,8 @@ const rows: Row[] = [
   { name: 'boolean given as yes', breakIt: (c) => { c.offloads = 'yes' }, path: 'offloads', reason: '"yes" is not true or false' },
   { name: 'receive buffer too small', breakIt: (c) => { c.vxlan = { rcvbufBytes: 4096 } }, path: 'vxlan.rcvbufBytes', reason: '4096 is not an integer number of bytes from 65536 to 1073741824' },
   { name: 'busy-poll window too long', breakIt: (c) => { c.busyPollUs = 200000 }, path: 'busyPollUs', reason: '200000 is not an integer from 0 to 100000 (microseconds)' },
+  { name: 'cpu latency not an integer', breakIt: (c) => { c.cpuLatencyUs = 2.5 }, path: 'cpuLatencyUs', reason: '2.5 is not an integer from 0 to 1000000 (microseconds)' },
+  { name: 'cpu latency negative', breakIt: (c) => { c.cpuLatencyUs = -1 }, path: 'cpuLatencyUs', reason: '-1 is not an integer from 0 to 1000000 (microseconds)' },
   { name: 'unknown log level', breakIt: (c) => { c.log = { level: 'verbose' } }, path: 'log.level', reason: '"verbose" is not one of trace, debug, info' },
 
   // Names

@@ -39,6 +39,7 @@ test('a config with only required keys normalizes with every default', () => {
     storm: { floodPerSecond: 2000, burst: 2000 },
     offloads: true,
     busyPollUs: 0,
+    cpuLatencyUs: null,
     log: { level: 'info' },
     api: { socket: '/run/tapestry/host-a.sock' },
     metrics: { listen: '127.0.0.1:9464' },
@@ -80,6 +81,7 @@ test('explicit values override every default', () => {
   cfg.arpSuppression = false
   cfg.vxlan = { srcPortMin: 1000, srcPortMax: 1000, rcvbufBytes: 524288 }
   cfg.busyPollUs = 50
+  cfg.cpuLatencyUs = 0
   cfg.fdb = { ageSeconds: 0.5, maxEntries: 16, maxPerVni: 8, maxPerPort: 4 }
   cfg.offloads = false
   cfg.log = { level: 'debug' }
@@ -93,6 +95,7 @@ test('explicit values override every default', () => {
   assert.equal(c.arpSuppression, false)
   assert.deepEqual(c.vxlan, { srcPortMin: 1000, srcPortMax: 1000, rcvbufBytes: 524288 })
   assert.equal(c.busyPollUs, 50)
+  assert.equal(c.cpuLatencyUs, 0)
   assert.deepEqual(c.fdb, { ageSeconds: 0.5, maxEntries: 16, maxPerVni: 8, maxPerPort: 4 })
   assert.equal(c.offloads, false)
   assert.deepEqual(c.log, { level: 'debug' })
