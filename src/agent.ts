@@ -201,6 +201,8 @@ export class Agent extends EventEmitter {
 
   /** Applies a new (validated) config: only the differences are changed. */
   async apply(next: Config): Promise<{ added: string[]; removed: string[]; changed: string[] }> {
+    // First: the one change that can fail on the host's side (the PM QoS device), before anything else changed.
+    this.applyCpuLatency(next.cpuLatencyUs)
     const added: string[] = []
     const removed: string[] = []
     const changed: string[] = []
@@ -222,7 +224,6 @@ export class Agent extends EventEmitter {
     this.datapath.floodPerSecond = next.storm.floodPerSecond
     this.datapath.floodBurst = next.storm.burst
     native.busyPoll(next.busyPollUs)
-    this.applyCpuLatency(next.cpuLatencyUs)
     for (const p of next.pods) {
       if (!this.pods.has(p.name)) {
         await this.addPod(p)
