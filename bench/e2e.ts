@@ -36,7 +36,7 @@ import { TAPESTRY_BIN } from '../test/harness/overlay'
 import { Cell, MEASUREMENTS, SETTINGS } from './lib/e2e-figures'
 import { BenchPath, BUILDERS, PATH_ORDER, PathId, tincAvailable } from './lib/e2e-paths'
 import { ovsAvailable } from './lib/ovs-path'
-import { environment, header, markdown, notes, ratio, resultFiles, Results, resultsTable, cellText, svgChart, vipLines } from './lib/e2e-report'
+import { environment, header, markdown, notes, ratio, resultFiles, Results, resultsTable, cellText, svgChart, vipLines, overlayLines } from './lib/e2e-report'
 
 const REPO = path.join(__dirname, '..', '..')
 const t0 = Date.now()
@@ -194,6 +194,7 @@ async function main(): Promise<number> {
     resultsTable(figures, results, paths),
     '',
     ...vipLines(results, paths),
+    ...overlayLines(results, paths),
     ...notes(figures),
     '',
     `written: ${path.relative(REPO, files.md)}, ${path.relative(REPO, files.svg)}, ${path.relative(REPO, files.json)}`,

@@ -85,6 +85,24 @@ export function vipLines(results: Results, paths: BenchPath[]): string[] {
   return out
 }
 
+/**
+ * Tapestry's TCP 1-stream figure against each other userspace overlay of the
+ * run (tinc, Open vSwitch): the issue's "at least 5x" comparison, as lines.
+ */
+export function overlayLines(results: Results, paths: BenchPath[]): string[] {
+  const row = results['tcp-1'] ?? {}
+  const t = row.tapestry
+  if (!t || !('value' in t)) return []
+  const out: string[] = []
+  for (const p of paths) {
+    if (p.id !== 'tinc' && p.id !== 'ovs') continue
+    const o = row[p.id]
+    if (!o || !('value' in o) || !(o.value > 0)) continue
+    out.push(`TCP 1 stream: Tapestry ${t.value.toFixed(2)} Gbit/s vs ${p.label} ${o.value.toFixed(2)} Gbit/s (${(t.value / o.value).toFixed(1)}x).`)
+  }
+  return out
+}
+
 export function notes(figures: Figure[]): string[] {
   return figures.filter((f) => f.note).map((f) => `- ${f.note}`)
 }
@@ -99,6 +117,7 @@ export function markdown(env: Environment, figures: Figure[], results: Results, 
     '',
     'Ratios are path / kernel vxlan from this same run ("better" says which direction is good).',
     ...vipLines(results, paths),
+    ...overlayLines(results, paths),
     '',
     '## Paths',
     '',
