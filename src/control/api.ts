@@ -22,7 +22,7 @@ import { Agent } from '../agent'
 import { ConfigError } from './config'
 import { peerHealthOf, UNKNOWN_VIEW } from './peer-health'
 import { TapestryError } from '../lib/errors'
-import { DROP_NAMES } from '../datapath/drops'
+import { DROP_NAMES, OFFLOAD_NAMES } from '../datapath/drops'
 import { SERVICE_DROP_NAMES, SERVICE_STAT_NAMES } from '../service/service-path'
 import { CT_COUNTER_NAMES } from '../service/conntrack'
 import { isPeerPort, PEER_PORT_BASE } from '../overlay/peers'
@@ -91,6 +91,7 @@ export function statsView(agent: Agent): Record<string, unknown> {
     conntrack: Object.fromEntries(CT_COUNTER_NAMES.map((n, i) => [n, dp.conntrack.counters[i]])),
     batches: dp.batches,
     meanBatch: dp.batches > 0 ? dp.batchFrames / dp.batches : 0,
+    offloads: Object.fromEntries(OFFLOAD_NAMES.map((n, i) => [n, dp.offloads[i]])),
   }
 }
 

@@ -45,7 +45,7 @@ import { Fdb, FdbOptions } from '../switch/fdb'
 import { csumFold, csumPseudoV4 } from '../wire/checksum'
 import { ArpTable } from '../switch/arp-table'
 import { PeerTable, PEER_PORT_BASE, isPeerPort } from '../overlay/peers'
-import { Drop, DROP_COUNT } from './drops'
+import { Drop, DROP_COUNT, Offload, OFFLOAD_COUNT } from './drops'
 import { ServiceTable, ServiceTableOptions } from '../service/service-table'
 import { Conntrack, ConntrackOptions } from '../service/conntrack'
 import { ServicePath, Verdict } from '../service/service-path'
@@ -263,6 +263,8 @@ export class Datapath {
   responder: ((buf: Uint8Array, frame: number, l3: number, len: number, capacity: number) => number) | null = null
   readonly peers = new PeerTable()
   readonly drops = new Float64Array(DROP_COUNT)
+  /** What the offloads did, indexed by Offload (drops.ts). */
+  readonly offloads = new Float64Array(OFFLOAD_COUNT)
   readonly stats = new Float64Array(MAX_PORTS * 4)
   readonly vxlanPort: number
   floodPerSecond: number
@@ -891,6 +893,8 @@ export class Datapath {
     if (TSO.hdrLen - TSO.ethLen + gsoSize > this.batchMtu) { this.drops[Drop.Mtu]++; return }
     const stride = VXLAN_HLEN + TSO.hdrLen + gsoSize
     this.scratchUsed = at + (n - 1) * stride + VXLAN_HLEN + TSO.lastLen
+    this.offloads[Offload.TsoFrames]++
+    this.offloads[Offload.TsoSegments] += n
     for (let k = 0; k < n; k++) vxlanWrite(out, at + k * stride, vni)
     const lastLen = VXLAN_HLEN + TSO.lastLen
     const gso = sock.gso
@@ -1082,6 +1086,10 @@ export class Datapath {
     }
     if (q.groUdp) groUdpFinish(out, vnet, q.groLen, q.groMss, q.groSegs)
     else groFinish(out, vnet, q.groLen, q.groHdr, q.groMss, q.groSegs, q.groPsh)
+    if (q.groSegs > 1) {
+      this.offloads[q.groUdp ? Offload.GroUdpMerges : Offload.GroTcpMerges]++
+      this.offloads[q.groUdp ? Offload.GroUdpDatagrams : Offload.GroTcpSegments] += q.groSegs
+    }
     this.queuePod(q, vnet, VNET_HLEN + q.groLen, true)
   }
 
@@ -1154,6 +1162,10 @@ export class Datapath {
       }
       this.scratchUsed = at + total
       runs.pushTo(at, total, addr, port, j - k > 1 ? size : 0)
+      if (j - k > 1) {
+        this.offloads[Offload.GsoRuns]++
+        this.offloads[Offload.GsoRunDatagrams] += j - k
+      }
       k = j
     }
     src.count = 0

@@ -42,3 +42,33 @@ export const DROP_NAMES: readonly string[] = [
   'malformed', 'vxlan_no_i_flag', 'unknown_vni', 'unknown_peer', 'mtu', 'spoofed', 'not_local', 'same_port',
   'queue_full', 'tx_backpressure', 'tx_error', 'no_route', 'bad_offload', 'storm', 'dns_invalid',
 ]
+
+/**
+ * What the offloads did: how many packets went into how many large ones, so
+ * their effect (and their absence: a pod whose TAP lacks USO, a socket without
+ * GSO) can be seen. Counted per batch or per merge, not per byte.
+ */
+export enum Offload {
+  /** TSO/USO super-frames from pods cut into segments for peers. */
+  TsoFrames,
+  /** The segments they made. */
+  TsoSegments,
+  /** UDP GSO runs of single datagrams sent to peers (Datapath.coalesce). */
+  GsoRuns,
+  /** The datagrams in those runs. */
+  GsoRunDatagrams,
+  /** TCP GRO merges written to pods (two segments or more). */
+  GroTcpMerges,
+  /** The segments in them. */
+  GroTcpSegments,
+  /** UDP GRO merges written to pods (two datagrams or more). */
+  GroUdpMerges,
+  /** The datagrams in them. */
+  GroUdpDatagrams,
+}
+
+export const OFFLOAD_COUNT = Offload.GroUdpDatagrams + 1
+
+export const OFFLOAD_NAMES: readonly string[] = [
+  'tso_frames', 'tso_segments', 'gso_runs', 'gso_run_datagrams', 'gro_tcp_merges', 'gro_tcp_segments', 'gro_udp_merges', 'gro_udp_datagrams',
+]

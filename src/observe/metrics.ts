@@ -16,6 +16,8 @@
  *   tapestry_fdb_limit_drops_total{limit}   limit = table | vni | port
  *   tapestry_arp_entries, tapestry_arp_answered_total
  *   tapestry_batches_total, tapestry_batch_frames_total, tapestry_batch_size_mean
+ *   tapestry_offload_total{kind}            kind = tso_frames | tso_segments | gso_runs | gso_run_datagrams |
+ *                                           gro_tcp_merges | gro_tcp_segments | gro_udp_merges | gro_udp_datagrams
  *                                           mean batch size over an interval is
  *                                           rate(batch_frames) / rate(batches)
  *   tapestry_event_loop_delay_seconds{quantile}, _mean_seconds, _max_seconds
@@ -35,7 +37,7 @@ import { TapestryError } from '../lib/errors'
 import { Datapath, STAT_RX_BYTES, STAT_RX_FRAMES, STAT_TX_BYTES, STAT_TX_FRAMES, UNDERLAY_PORT } from '../datapath/datapath'
 import { CT_COUNTER_NAMES } from '../service/conntrack'
 import { SERVICE_DROP_NAMES } from '../service/service-path'
-import { DROP_NAMES } from '../datapath/drops'
+import { DROP_NAMES, OFFLOAD_NAMES } from '../datapath/drops'
 import { FdbCounter } from '../switch/fdb'
 import { parseListen } from './listen-address'
 
@@ -146,6 +148,15 @@ export function createAgentMetrics(src: MetricsSource): AgentMetrics {
     collect() { this.reset(); this.inc(dp().batches) } })
   new Counter({ name: 'tapestry_batch_frames_total', help: 'Frames in those batches.', registers: reg,
     collect() { this.reset(); this.inc(dp().batchFrames) } })
+  new Counter({
+    name: 'tapestry_offload_total', help: 'What the offloads did: super-frames segmented and their segments, GSO runs sent and their datagrams, GRO merges written to pods and what they hold.',
+    labelNames: ['kind'], registers: reg,
+    collect() {
+      this.reset()
+      const o = dp().offloads
+      OFFLOAD_NAMES.forEach((kind, i) => this.inc({ kind }, o[i]))
+    },
+  })
   new Gauge({ name: 'tapestry_batch_size_mean', help: 'Mean frames per batch since the agent started.', registers: reg,
     collect() { const d = dp(); this.set(d.batches > 0 ? d.batchFrames / d.batches : 0) } })
   new Gauge({ name: 'tapestry_pods', help: 'Pods attached to this agent.', registers: reg, collect() { this.set(src.podStates().length) } })

@@ -40,6 +40,7 @@ test('20,000 datagrams of mixed sizes cross two agents with UDP GRO into the pod
   assert.ok(line, `receiver printed no summary: ${rcv.stdout()} ${rcv.stderr()}`)
   const got = JSON.parse(line) as { received: number; datagrams: number; bad: number; firstBad: unknown[]; duplicates: number }
   const pod = (x: typeof before) => x.pods.r as { txFrames: number }
+  const off = (x: typeof before, k: string) => (x as unknown as { offloads: Record<string, number> }).offloads[k]
   const writes = pod(after).txFrames - pod(before).txFrames
   const csumErrors = (snmpAfter.InCsumErrors ?? 0) - (snmpBefore.InCsumErrors ?? 0)
   t.diagnostic(JSON.stringify({ ...got, podWrites: writes, csumErrors }))
@@ -49,4 +50,12 @@ test('20,000 datagrams of mixed sizes cross two agents with UDP GRO into the pod
   // The path is not loaded beyond what it carries; allow a sliver of loss on a shared machine.
   assert.ok(got.received >= COUNT * 0.99, `only ${got.received} of ${COUNT} datagrams arrived`)
   assert.ok(writes < got.datagrams * 0.75, `hb's agent wrote ${writes} frames for ${got.datagrams} datagrams: UDP GRO did not merge`)
+  // The agent's own account (stats --json offloads, the metric tapestry_offload_total) says the same.
+  const merges = off(after, 'gro_udp_merges') - off(before, 'gro_udp_merges')
+  const merged = off(after, 'gro_udp_datagrams') - off(before, 'gro_udp_datagrams')
+  t.diagnostic(JSON.stringify({ merges, merged }))
+  assert.ok(merges > 0 && merges < writes, `gro_udp_merges grew by ${merges} (pod writes ${writes})`)
+  // Frames written alone are the unmerged datagrams plus whatever else reached the pod (an ARP, say).
+  assert.ok(merged <= got.datagrams && merged + (writes - merges) >= got.datagrams,
+    `${merged} datagrams merged in ${merges} frames, ${writes - merges} written alone, for ${got.datagrams} received`)
 })

@@ -12,6 +12,7 @@ import { tsoSegment } from '../../../src/wire/tso'
 import { GRO_UDP_HLEN } from '../../../src/wire/gro-udp'
 import { VNET_F_NEEDS_CSUM, VNET_GSO_UDP_L4, UdpOpts, concatBytes, pattern, tcpFrame, udpFrame, vxlanPacket } from '../wire/frames'
 import { A, PEER_1, R, Received, Rig, VNI_A, fromPeer } from './rig'
+import { Offload } from '../../../src/datapath/drops'
 
 function dgram(k: number, o: Partial<UdpOpts> = {}, size = 200): Uint8Array {
   return udpFrame({ ethSrc: R.mac, ethDst: A.mac, src: R.ip, dst: A.ip, sport: 5000, dport: 6000, id: 0x100 + k, payload: pattern(size, k), ...o })
@@ -47,6 +48,7 @@ test('a run of datagrams of one flow reaches a USO pod as ONE GSO_UDP_L4 frame t
   assert.equal(got[0].vnet!.gsoSize, 200)
   assert.deepEqual(asPodSees(got[0]), frames)
   assert.deepEqual(rig.drops(), {})
+  assert.deepEqual([rig.dp.offloads[Offload.GroUdpMerges], rig.dp.offloads[Offload.GroUdpDatagrams], rig.dp.offloads[Offload.GroTcpMerges]], [1, 6, 0])
 })
 
 test('datagrams one per underlay datagram (no UDP GRO) are merged the same way', () => {

@@ -14,6 +14,7 @@ import {
   pattern, tcpFrame, udpFrame, view, vxlanPacket,
 } from '../wire/frames'
 import { A, B, PEER_1, R, Received, RecordingCapture, Rig, VNI_A, VNI_B, fromPeer, splitRun } from './rig'
+import { Offload } from '../../../src/datapath/drops'
 
 /** Cuts a super-frame into MSS-sized segment frames with tsoSegment (full checksums each). */
 function segments(superFrame: Uint8Array, mss: number): Uint8Array[] {
@@ -60,6 +61,7 @@ test('a run of in-order segments of one flow reaches a vnet pod as ONE merged GS
   assertMerged(got[0], sup, 1448)
   assert.equal(b.io.writes, 1)
   assert.deepEqual(rig.drops(), {})
+  assert.deepEqual([rig.dp.offloads[Offload.GroTcpMerges], rig.dp.offloads[Offload.GroTcpSegments]], [1, 5])
 })
 
 test('the same segments reach a pod without vnet headers one by one, unchanged', () => {

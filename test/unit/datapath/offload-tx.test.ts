@@ -13,6 +13,7 @@ import {
 } from '../wire/frames'
 import { A, B, PEER_1, PEER_2, R, R2, Rig, VNI_A, VXLAN_PORT, fromPeer, splitRun } from './rig'
 import { SentDatagram } from '../../../src/ports/memory-port'
+import { Offload } from '../../../src/datapath/drops'
 
 /** Teaches the datapath that R sits behind PEER_1. */
 function learnR(rig: Rig): void {
@@ -113,6 +114,7 @@ test('TSO with a GSO twin socket: the run goes out on the twin, nothing on the p
   assert.equal(rig.gsoTwin!.sent.length, 1)
   assert.equal(rig.gsoTwin!.sent[0].gso, 8 + 54 + 1448)
   checkSegmentsOnWire(s, wire(rig.takeUnderlay()))
+  assert.deepEqual([rig.dp.offloads[Offload.TsoFrames], rig.dp.offloads[Offload.TsoSegments]], [1, 4])
 })
 
 test('a super-frame of more than 64 segments is sent as several GSO runs (UDP_MAX_SEGMENTS)', () => {
@@ -278,6 +280,7 @@ test('a batch of small frames to a peer leaves as ONE GSO run on the twin socket
   assert.deepEqual([run.addr, run.port, run.gso], [PEER_1, VXLAN_PORT, 8 + frames[0].length])
   assert.deepEqual(splitRun(run), frames.map((f) => vxlanPacket(VNI_A, f)))
   assert.deepEqual(rig.drops(), {})
+  assert.deepEqual([rig.dp.offloads[Offload.GsoRuns], rig.dp.offloads[Offload.GsoRunDatagrams]], [1, 20])
 })
 
 test('runs break at a change of peer and at a longer frame; a shorter frame ends its run; order is kept per peer', () => {

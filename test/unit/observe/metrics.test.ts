@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import * as http from 'node:http'
 import { Datapath, STAT_RX_BYTES, STAT_RX_FRAMES, STAT_TX_BYTES, STAT_TX_FRAMES } from '../../../src/datapath/datapath'
-import { DROP_NAMES, Drop } from '../../../src/datapath/drops'
+import { DROP_NAMES, Drop, OFFLOAD_NAMES, Offload } from '../../../src/datapath/drops'
 import { FdbCounter } from '../../../src/switch/fdb'
 import { MetricsServer, createAgentMetrics } from '../../../src/observe/metrics'
 import { parseListen } from '../../../src/observe/listen-address'
@@ -29,6 +29,8 @@ test('scrape reads the datapath counters as they are at that moment', async (t) 
   dp.arpAnswered = 9
   dp.batches = 4
   dp.batchFrames = 10
+  dp.offloads[Offload.GroUdpMerges] = 3
+  dp.offloads[Offload.GroUdpDatagrams] = 40
   const text = await m.registry.metrics()
   const want = [
     'tapestry_frames_total{port="underlay",direction="rx"} 10',
@@ -47,6 +49,9 @@ test('scrape reads the datapath counters as they are at that moment', async (t) 
     'tapestry_batches_total 4',
     'tapestry_batch_frames_total 10',
     'tapestry_batch_size_mean 2.5',
+    'tapestry_offload_total{kind="gro_udp_merges"} 3',
+    'tapestry_offload_total{kind="gro_udp_datagrams"} 40',
+    'tapestry_offload_total{kind="tso_frames"} 0',
     'tapestry_pods 1',
     '# TYPE tapestry_frames_total counter',
     '# TYPE tapestry_fdb_entries gauge',
@@ -54,6 +59,7 @@ test('scrape reads the datapath counters as they are at that moment', async (t) 
   const lines = new Set(text.split('\n'))
   for (const w of want) assert.ok(lines.has(w), `missing ${w} in\n${text}`)
   for (const reason of DROP_NAMES) assert.match(text, new RegExp(`tapestry_drops_total\\{reason="${reason}"\\} \\d+`))
+  for (const kind of OFFLOAD_NAMES) assert.match(text, new RegExp(`tapestry_offload_total\\{kind="${kind}"\\} \\d+`))
   assert.match(text, /tapestry_event_loop_delay_seconds\{quantile="0.99"\} [\d.e-]+/)
   assert.match(text, /tapestry_event_loop_delay_max_seconds [\d.e-]+/)
 
