@@ -99,6 +99,13 @@ export class Cluster {
   }
 }
 
+/**
+ * TAPESTRY_E2E_OFFLOADS=off: every agent a test starts runs with `offloads:
+ * false` (no vnet headers' TSO/GSO/GRO work) unless the test sets the key
+ * itself; scripts/test.sh runs the data-moving suites a second time so.
+ */
+export const E2E_OFFLOADS = process.env.TAPESTRY_E2E_OFFLOADS !== 'off'
+
 export function hostConfig(host: Host, peers: Host[], networks: unknown[], pods: unknown[], extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     node: { name: host.name, underlayIP: host.underlayIP, vxlanPort: 4789, mtu: 1500, ...(extra.node as object ?? {}) },
@@ -106,6 +113,7 @@ export function hostConfig(host: Host, peers: Host[], networks: unknown[], pods:
     peers: peers.filter((p) => p !== host).map((p) => p.underlayIP),
     pods,
     log: { level: 'info' },
+    ...(E2E_OFFLOADS ? {} : { offloads: false }),
     ...Object.fromEntries(Object.entries(extra).filter(([k]) => k !== 'node')),
   }
 }
