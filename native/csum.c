@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "csum.h"
 #include "util.h"
 
 static uint32_t fold64(uint64_t s) {
@@ -39,8 +40,8 @@ static uint32_t csum_be(const uint8_t *p, size_t len) {
   return fold64(be);
 }
 
-/* The same sum for the other native byte transforms (tso.c). */
 uint32_t csum_be_sum(const uint8_t *p, size_t len) { return csum_be(p, len); }
+uint32_t csum_fold64(uint64_t s) { return fold64(s); }
 
 /* csumAdd(buf, off, len, sum) -> 16-bit accumulator, same contract as the TypeScript csumAdd. */
 napi_value csum_add(napi_env env, napi_callback_info info) {

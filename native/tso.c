@@ -9,9 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "csum.h"
 #include "util.h"
-
-uint32_t csum_be_sum(const uint8_t *p, size_t len);
 
 /* Malformed codes of src/wire/malformed.ts. */
 #define M_TRUNCATED (-1)
@@ -25,11 +24,6 @@ uint32_t csum_be_sum(const uint8_t *p, size_t len);
 static inline uint32_t rd16(const uint8_t *p) { return ((uint32_t)p[0] << 8) | p[1]; }
 static inline uint32_t rd32(const uint8_t *p) { return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]; }
 static inline void wr16(uint8_t *p, uint32_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-
-static uint32_t fold(uint64_t s) {
-  while (s >> 16) s = (s & 0xffff) + (s >> 16);
-  return (uint32_t)s;
-}
 
 /* ethCheck: header length with up to two tags, or a negative code. */
 static int eth_check(const uint8_t *f, size_t len) {
@@ -123,7 +117,7 @@ napi_value tso_segment(napi_env env, napi_callback_info info) {
       wr16(ip + 2, (uint32_t)(ipHl + l4len));
       wr16(ip + 4, (id0 + (uint32_t)k) & 0xffff);
       wr16(ip + 10, 0);
-      wr16(ip + 10, ~fold(csum_be_sum(ip, (size_t)ipHl)) & 0xffff);
+      wr16(ip + 10, ~csum_fold64(csum_be_sum(ip, (size_t)ipHl)) & 0xffff);
     }
     uint8_t *field;
     if (isUdp) {
@@ -141,7 +135,7 @@ napi_value tso_segment(napi_env env, napi_callback_info info) {
     wr16(field, 0);
     uint64_t sum = pseudoAddr + proto + (uint32_t)(l4len & 0xffff) + (v6 ? (uint32_t)l4len >> 16 : 0);
     sum += csum_be_sum(l4o, (size_t)l4len);
-    uint32_t c = ~fold(sum) & 0xffff;
+    uint32_t c = ~csum_fold64(sum) & 0xffff;
     if (isUdp && c == 0) c = 0xffff;
     wr16(field, c);
   }
