@@ -16,7 +16,7 @@ import { Datapath, PodSpec } from './datapath/datapath'
 import { TapPort } from './ports/tap'
 import { UdpPort } from './ports/udp'
 import { Batch } from './lib/batch'
-import { NativeError, native, TUN_F_USO4 } from './ports/native'
+import { NativeError, native } from './ports/native'
 import { CpuLatencyRequest } from './ports/cpu-latency'
 import { setupPodInterface, configurePodInterface, linkKind } from './ports/netdev'
 import { ipv4Format, ipv4Parse } from './wire/addr'
@@ -242,6 +242,7 @@ export class Agent extends EventEmitter {
       this.cpuLatency = null
       return
     }
+    if (this.cpuLatency?.us === us) return
     if (this.cpuLatency === null) this.cpuLatency = CpuLatencyRequest.open(us)
     else this.cpuLatency.set(us)
     this.log.info({ cpuLatencyUs: us, device: this.cpuLatency.device }, 'cpu latency request held')
@@ -281,7 +282,7 @@ export class Agent extends EventEmitter {
     }
     const spec: PodSpec = {
       name: p.name, vni: p.vni, macHi: p.macHi, macLo: p.macLo, ip: p.ipAddr, mtu: this.cfg.node.podMtu,
-      portSecurity: p.portSecurity, vnetHdr: tap.vnetHdr, uso: (tap.offloadFlags & TUN_F_USO4) !== 0,
+      portSecurity: p.portSecurity, vnetHdr: tap.vnetHdr, uso: tap.uso,
     }
     const port = this.datapath.addPod(spec, tap)
     // Announce it: an address handed out again must not stay mapped to the old pod's MAC elsewhere.
@@ -407,7 +408,7 @@ export class Agent extends EventEmitter {
     }
     const port = this.datapath.addPod({
       name: `host:${network}`, vni: n.vni, macHi: mac.hi, macLo: mac.lo, ip: n.hostAddr!, mtu: this.cfg.node.podMtu,
-      portSecurity: true, vnetHdr: tap.vnetHdr, uso: (tap.offloadFlags & TUN_F_USO4) !== 0,
+      portSecurity: true, vnetHdr: tap.vnetHdr, uso: tap.uso,
     }, tap)
     this.hostPorts.set(network, { tap, portId: port.id })
     this.log.info({ network, tap: name, ip: n.hostIP, serviceRange: this.cfg.serviceRange }, 'host access added')

@@ -16,6 +16,8 @@ export const CPU_LATENCY_DEVICE = '/dev/cpu_dma_latency'
 
 export class CpuLatencyRequest {
   private fd: number | null
+  /** The value asked for. */
+  us = -1
 
   private constructor(fd: number, readonly device: string) {
     this.fd = fd
@@ -45,6 +47,7 @@ export class CpuLatencyRequest {
     if (this.fd === null) throw new TapestryError('TAPESTRY_CPU_LATENCY', 'cpuLatencyUs: the request is closed')
     // The device takes a binary s32 in host byte order.
     fs.writeSync(this.fd, new Uint8Array(new Int32Array([us]).buffer))
+    this.us = us
   }
 
   close(): void {

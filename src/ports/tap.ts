@@ -79,6 +79,11 @@ export class TapPort {
     return new TapPort(fd, name, vnet, offload, opts.batchFrames ?? BATCH_FRAMES, opts.rx)
   }
 
+  /** Whether the kernel took UDP segmentation offload (USO4): the TAP accepts GSO_UDP_L4 frames. */
+  get uso(): boolean {
+    return (this.offloadFlags & TUN_F_USO4) !== 0
+  }
+
   /** Starts batched receive: onBatch(n) runs once per batch with rx.len[0..n) filled; n < 0 is -errno. */
   start(onBatch: (n: number) => void): void {
     if (this.handle) return

@@ -17,6 +17,7 @@
  * frame is handed over as verified).
  */
 import { ETH_HLEN } from './ethernet'
+import { u16, u32 } from './byteorder'
 import { IPV4_OFF_ID, IPV4_OFF_FRAG, IPV4_OFF_TTL, IPV4_OFF_TOS, IPV4_OFF_SRC, PROTO_UDP } from './ipv4'
 import { UDP_OFF_LEN, UDP_OFF_CSUM, UDP_HLEN } from './udp'
 import { csumAddBulk, csumFold, csumPseudoV4 } from './checksum'
@@ -61,7 +62,7 @@ export function groUdpChecksum(buf: Uint8Array, frame: number, len: number): num
 
 /** The IPv4 id of an eligible datagram. */
 export function groUdpId(buf: Uint8Array, frame: number): number {
-  return (buf[frame + ETH_HLEN + IPV4_OFF_ID] << 8) | buf[frame + ETH_HLEN + IPV4_OFF_ID + 1]
+  return u16(buf, frame + ETH_HLEN + IPV4_OFF_ID)
 }
 
 /**
@@ -75,7 +76,7 @@ export function groUdpCanAppend(mb: Uint8Array, m: number, nextId: number, sb: U
   const si = s + ETH_HLEN
   if (mb[mi + IPV4_OFF_TOS] !== sb[si + IPV4_OFF_TOS] || mb[mi + IPV4_OFF_TTL] !== sb[si + IPV4_OFF_TTL]) return false
   if ((mb[mi + IPV4_OFF_FRAG] & 0x40) !== (sb[si + IPV4_OFF_FRAG] & 0x40)) return false
-  if (((sb[si + IPV4_OFF_ID] << 8) | sb[si + IPV4_OFF_ID + 1]) !== nextId) return false
+  if (u16(sb, si + IPV4_OFF_ID) !== nextId) return false
   // Addresses and ports: IP bytes 12..19 and UDP bytes 0..3.
   for (let i = 12; i < 24; i++) if (mb[mi + i] !== sb[si + i]) return false
   return true
@@ -102,9 +103,5 @@ export function groUdpFinish(out: Uint8Array, vnet: number, frameLen: number, ms
   out[ip + 20 + UDP_OFF_LEN + 1] = ulen & 255
   groMergedIpv4(out, ip, tot, PROTO_UDP, UDP_OFF_CSUM)
   vnetWrite(out, vnet, VNET_F_NEEDS_CSUM, VNET_GSO_UDP_L4, GRO_UDP_HLEN, mss, ETH_HLEN + 20, UDP_OFF_CSUM)
-}
-
-function u32(b: Uint8Array, o: number): number {
-  return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0
 }
 

@@ -12,6 +12,7 @@
  * SYN, RST, URG, FIN and fragments are never merged; PSH may only come last.
  */
 import { ETH_HLEN, ETH_OFF_TYPE, ETHERTYPE_IPV4 } from './ethernet'
+import { u32 } from './byteorder'
 import { IPV4_OFF_TOTAL_LEN, IPV4_OFF_FRAG, IPV4_OFF_PROTO, IPV4_OFF_TTL, IPV4_OFF_TOS, IPV4_OFF_CSUM, IPV4_OFF_SRC, PROTO_TCP } from './ipv4'
 import { TCP_OFF_SEQ, TCP_OFF_ACK, TCP_OFF_FLAGS, TCP_OFF_CSUM, TCP_SYN, TCP_RST, TCP_URG, TCP_FIN, TCP_PSH, TCP_ACK, TCP_CWR, TCP_ECE } from './tcp'
 import { csumAdd, csumAddBulk, csumFinish, csumFold, csumPseudoV4 } from './checksum'
@@ -121,8 +122,8 @@ export function groMergedIpv4(out: Uint8Array, ip: number, tot: number, proto: n
   const hc = csumFinish(csumAdd(out, ip, 20, 0))
   out[ip + IPV4_OFF_CSUM] = hc >>> 8
   out[ip + IPV4_OFF_CSUM + 1] = hc & 255
-  const src = ((out[ip + IPV4_OFF_SRC] << 24) | (out[ip + IPV4_OFF_SRC + 1] << 16) | (out[ip + IPV4_OFF_SRC + 2] << 8) | out[ip + IPV4_OFF_SRC + 3]) >>> 0
-  const dst = ((out[ip + IPV4_OFF_SRC + 4] << 24) | (out[ip + IPV4_OFF_SRC + 5] << 16) | (out[ip + IPV4_OFF_SRC + 6] << 8) | out[ip + IPV4_OFF_SRC + 7]) >>> 0
+  const src = u32(out, ip + IPV4_OFF_SRC)
+  const dst = u32(out, ip + IPV4_OFF_SRC + 4)
   const pseudo = csumFold(csumPseudoV4(src, dst, proto, tot - 20))
   out[ip + 20 + csumField] = pseudo >>> 8
   out[ip + 20 + csumField + 1] = pseudo & 255
@@ -156,8 +157,8 @@ export function vnetWriteForDelivery(out: Uint8Array, vnet: number, frameLen: nu
   if (proto === PROTO_TCP && l4len < 20) return
   const stored = (out[l4 + field] << 8) | out[l4 + field + 1]
   if (proto === PROTO_UDP && stored === 0) return // no UDP checksum at all
-  const src = ((out[ip + IPV4_OFF_SRC] << 24) | (out[ip + IPV4_OFF_SRC + 1] << 16) | (out[ip + IPV4_OFF_SRC + 2] << 8) | out[ip + IPV4_OFF_SRC + 3]) >>> 0
-  const dst = ((out[ip + IPV4_OFF_SRC + 4] << 24) | (out[ip + IPV4_OFF_SRC + 5] << 16) | (out[ip + IPV4_OFF_SRC + 6] << 8) | out[ip + IPV4_OFF_SRC + 7]) >>> 0
+  const src = u32(out, ip + IPV4_OFF_SRC)
+  const dst = u32(out, ip + IPV4_OFF_SRC + 4)
   const pseudo = csumPseudoV4(src, dst, proto, l4len)
   if (stored !== csumFold(pseudo)) return
   if (csumFold(csumAdd(out, l4, l4len, pseudo)) === 0xffff) return // a complete checksum that happens to match
@@ -180,8 +181,8 @@ export function groChecksum(buf: Uint8Array, frame: number, len: number): number
   const ip = frame + ETH_HLEN
   const l4 = ip + 20
   const l4len = len - ETH_HLEN - 20
-  const src = ((buf[ip + IPV4_OFF_SRC] << 24) | (buf[ip + IPV4_OFF_SRC + 1] << 16) | (buf[ip + IPV4_OFF_SRC + 2] << 8) | buf[ip + IPV4_OFF_SRC + 3]) >>> 0
-  const dst = ((buf[ip + IPV4_OFF_SRC + 4] << 24) | (buf[ip + IPV4_OFF_SRC + 5] << 16) | (buf[ip + IPV4_OFF_SRC + 6] << 8) | buf[ip + IPV4_OFF_SRC + 7]) >>> 0
+  const src = u32(buf, ip + IPV4_OFF_SRC)
+  const dst = u32(buf, ip + IPV4_OFF_SRC + 4)
   const pseudo = csumPseudoV4(src, dst, PROTO_TCP, l4len)
   if (csumFold(csumAddBulk(buf, l4, l4len, pseudo)) === 0xffff) return GRO_CSUM_OK
   const stored = (buf[l4 + TCP_OFF_CSUM] << 8) | buf[l4 + TCP_OFF_CSUM + 1]
