@@ -1132,8 +1132,10 @@ export class Datapath {
    * back and queued as one GSO entry, the others one by one, all in their
    * order, for one sendmmsg on the GSO socket. The kernel then moves a run of
    * small frames (ACKs, small UDP) as one packet as far as it can, as it does
-   * for TCP segments. Returns false, leaving inPlace as it is, when the
-   * scratch slab cannot hold the copies.
+   * for TCP segments. A datagram that makes no run is sent from where it is
+   * when the rx batch lies in the arena (as the agent's do), else copied too.
+   * Returns false, leaving inPlace as it is, when the scratch slab cannot hold
+   * the copies.
    */
   private coalesce(s: TxSocket, buf: Uint8Array): boolean {
     const src = s.inPlace
@@ -1142,6 +1144,8 @@ export class Datapath {
     for (let k = 0; k < n; k++) bytes += src.lens[k]
     if (this.scratchUsed + bytes > this.scratch.length) return false
     const out = this.scratch
+    // Where buf starts in the arena (-1: it is memory of its own).
+    const inArena = buf.buffer === out.buffer ? buf.byteOffset - out.byteOffset : -1
     const runs = s.runs
     runs.count = 0
     let k = 0
@@ -1149,19 +1153,23 @@ export class Datapath {
       const size = src.lens[k]
       const addr = src.dst[3 * k]
       const port = src.dst[3 * k + 1]
-      const at = this.scratchUsed
-      let total = 0
-      let j = k
+      let total = size
+      let j = k + 1
       while (j < n && j - k < GSO_MAX_SEGMENTS && src.dst[3 * j] === addr && src.dst[3 * j + 1] === port) {
         const l = src.lens[j]
         if (l > size || total + l > GSO_MAX_BYTES) break
-        copyInto(out, at + total, buf, src.offs[j], src.offs[j] + l)
         total += l
         j++
         if (l < size) break
       }
-      this.scratchUsed = at + total
-      runs.pushTo(at, total, addr, port, j - k > 1 ? size : 0)
+      if (j - k === 1 && inArena >= 0) {
+        runs.pushTo(inArena + src.offs[k], size, addr, port, 0)
+      } else {
+        const at = this.scratchUsed
+        for (let i = k, o = at; i < j; o += src.lens[i], i++) copyInto(out, o, buf, src.offs[i], src.offs[i] + src.lens[i])
+        this.scratchUsed = at + total
+        runs.pushTo(at, total, addr, port, j - k > 1 ? size : 0)
+      }
       if (j - k > 1) {
         this.offloads[Offload.GsoRuns]++
         this.offloads[Offload.GsoRunDatagrams] += j - k

@@ -32,6 +32,8 @@ export interface MemoryPortOptions {
   slots?: number
   /** Bytes per rx slot including headroom (default SLOT_SUPER: a 64 KiB super-frame fits). */
   slotSize?: number
+  /** Read into this batch instead of a new one, as TapOptions.rx (a datapath's podRx); slots and slotSize are then its. */
+  rx?: Batch
 }
 
 function fill(rx: Batch, items: readonly Uint8Array[], what: string): void {
@@ -57,7 +59,7 @@ abstract class MemoryPort {
   private onBatch: ((n: number) => void) | null = null
 
   constructor(opts: MemoryPortOptions, private readonly label: string) {
-    this.rx = new Batch(opts.slots ?? BATCH_FRAMES, opts.slotSize ?? SLOT_SUPER)
+    this.rx = opts.rx ?? new Batch(opts.slots ?? BATCH_FRAMES, opts.slotSize ?? SLOT_SUPER)
   }
 
   get started(): boolean {

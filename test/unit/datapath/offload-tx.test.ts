@@ -284,21 +284,26 @@ test('a batch of small frames to a peer leaves as ONE GSO run on the twin socket
 })
 
 test('runs break at a change of peer and at a longer frame; a shorter frame ends its run; order is kept per peer', () => {
-  const rig = new Rig({ gso: false, gsoTwin: true })
-  const a = rig.addPod({ ...A, vnetHdr: false })
-  learnR(rig)
-  learnR2(rig)
-  // [R R R(short)] [R] [R2 R2] [R(long) R(long)]
-  const frames = [small(R, 0), small(R, 1), small(R, 2, 10), small(R, 3), small(R2, 4), small(R2, 5), small(R, 6, 300), small(R, 7, 300)]
-  rig.fromPod(a, frames)
-  const sent = rig.gsoTwin!.sent
-  assert.deepEqual(sent.map((d) => [d.addr, splitRun(d).length, d.gso]), [
-    [PEER_1, 3, 8 + frames[0].length],
-    [PEER_1, 1, 0],
-    [PEER_2, 2, 8 + frames[4].length],
-    [PEER_1, 2, 8 + frames[6].length],
-  ])
-  assert.deepEqual(sent.flatMap(splitRun), frames.map((f) => vxlanPacket(VNI_A, f)))
+  // Pods with batches of their own (every datagram copied), and pods reading into the
+  // datapath's arena, as the agent's do (a datagram that makes no run is sent where it is).
+  for (const arena of [false, true]) {
+    const rig = new Rig({ gso: false, gsoTwin: true, arena })
+    const a = rig.addPod({ ...A, vnetHdr: false })
+    learnR(rig)
+    learnR2(rig)
+    // [R R R(short)] [R] [R2 R2] [R(long) R(long)]
+    const frames = [small(R, 0), small(R, 1), small(R, 2, 10), small(R, 3), small(R2, 4), small(R2, 5), small(R, 6, 300), small(R, 7, 300)]
+    rig.fromPod(a, frames)
+    const sent = rig.gsoTwin!.sent
+    assert.deepEqual(sent.map((d) => [d.addr, splitRun(d).length, d.gso]), [
+      [PEER_1, 3, 8 + frames[0].length],
+      [PEER_1, 1, 0],
+      [PEER_2, 2, 8 + frames[4].length],
+      [PEER_1, 2, 8 + frames[6].length],
+    ], `arena ${arena}`)
+    assert.deepEqual(sent.flatMap(splitRun), frames.map((f) => vxlanPacket(VNI_A, f)), `arena ${arena}`)
+    assert.deepEqual([rig.dp.offloads[Offload.GsoRuns], rig.dp.offloads[Offload.GsoRunDatagrams]], [3, 7])
+  }
 })
 
 test('a run holds at most 65507 bytes (and a full batch of 64 small frames is one run)', () => {

@@ -62,6 +62,8 @@ export interface RigOptions {
   arpSuppression?: boolean
   learnPeers?: boolean
   vnis?: number[]
+  /** Pods read into the datapath's shared rx batch (its arena), as the agent's TAPs do. */
+  arena?: boolean
 }
 
 export class Rig {
@@ -70,8 +72,10 @@ export class Rig {
   readonly underlay: MemoryDatagramIo
   readonly gsoTwin: MemoryDatagramIo | null
   private names = 0
+  private readonly arena: boolean
 
   constructor(o: RigOptions = {}) {
+    this.arena = o.arena ?? false
     this.dp = new Datapath({ vxlanPort: VXLAN_PORT, now: () => this.now, arpSuppression: o.arpSuppression, learnPeers: o.learnPeers, fdb: { seed: 7 } })
     for (const vni of o.vnis ?? [VNI_A, VNI_B]) this.dp.addNetwork(vni, ip4(GATEWAY))
     this.underlay = new MemoryDatagramIo({ port: VXLAN_PORT, gsoEnabled: o.gso ?? false })
@@ -87,7 +91,7 @@ export class Rig {
       name: `pod${this.names++}`, vni: o.vni ?? VNI_A, macHi: m.hi, macLo: m.lo, ip: ip4(o.ip),
       mtu: o.mtu ?? 1500, portSecurity: o.portSecurity ?? true, vnetHdr: o.vnetHdr ?? false, uso: o.uso ?? false,
     }
-    const io = new MemoryFrameIo()
+    const io = new MemoryFrameIo(this.arena ? { rx: this.dp.podRx } : {})
     const asFrameIo: FrameIo = io
     const port = this.dp.addPod(spec, asFrameIo)
     assert.ok(io.started, 'addPod starts reading')
