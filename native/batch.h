@@ -13,13 +13,14 @@
  * buf + i*slot + headroom, at most slot-headroom bytes, its length in lens[i].
  * Returns the count; on an error other than EAGAIN with nothing read, returns -errno.
  */
-int fd_read_batch(int fd, uint8_t *buf, uint32_t slot, uint32_t headroom, uint32_t *lens, uint32_t max);
+int fd_read_batch(int fd, uint8_t *buf, uint32_t slot, uint32_t headroom, uint32_t *lens, uint32_t max,
+                  uint32_t budget);
 
 /*
  * recvmmsg() into the same slot layout; meta[3*i] = source IPv4 (host order),
  * meta[3*i+1] = source port, meta[3*i+2] = GRO segment size (0 if not coalesced).
  */
 int udp_recv_batch(int fd, uint8_t *buf, uint32_t slot, uint32_t headroom, uint32_t *lens,
-                   uint32_t *meta, uint32_t max);
+                   uint32_t *meta, uint32_t max, uint32_t budget);
 
 #endif

@@ -35,7 +35,7 @@ typedef struct poller {
   napi_async_context ctx;
   int fd, kind, closing;
   uint8_t *buf;
-  uint32_t slot, headroom, max;
+  uint32_t slot, headroom, max, budget;
   uint32_t *lens, *meta;
 } poller_t;
 
@@ -144,9 +144,9 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   if (status < 0) {
     n = status; /* libuv statuses are -errno */
   } else if (p->kind == KIND_UDP) {
-    n = udp_recv_batch(p->fd, p->buf, p->slot, p->headroom, p->lens, p->meta, p->max);
+    n = udp_recv_batch(p->fd, p->buf, p->slot, p->headroom, p->lens, p->meta, p->max, p->budget);
   } else {
-    n = fd_read_batch(p->fd, p->buf, p->slot, p->headroom, p->lens, p->max);
+    n = fd_read_batch(p->fd, p->buf, p->slot, p->headroom, p->lens, p->max, p->budget);
   }
   if (n == 0) return;
   if (n > 0) busy_kick();
@@ -240,6 +240,24 @@ napi_value rx_start(napi_env env, napi_callback_info info) {
 /* udpRxStart(fd, buf, slotSize, headroom, lens, meta, max, cb(n)) -> handle */
 napi_value udp_rx_start(napi_env env, napi_callback_info info) {
   return start(env, info, KIND_UDP);
+}
+
+/* rxBudget(handle, bytes): the poller's batches end once they hold this many bytes (0 = only the slot count bounds them). */
+napi_value rx_budget(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  bool ok = false;
+  void *data;
+  uint32_t bytes;
+  if (!get_args(env, info, 2, argv)) return NULL;
+  if (napi_check_object_type_tag(env, argv[0], &POLLER_TAG, &ok) != napi_ok || !ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "handle must come from rxStart or udpRxStart");
+    return NULL;
+  }
+  if (!get_u32(env, argv[1], "bytes", &bytes)) return NULL;
+  napi_get_value_external(env, argv[0], &data);
+  poller_t *p = (poller_t *)data;
+  if (p && !p->closing) p->budget = bytes;
+  return make_undefined(env);
 }
 
 /* rxStop(handle): idempotent. */

@@ -171,9 +171,12 @@ napi_value close_fd(napi_env env, napi_callback_info info) {
   return make_undefined(env);
 }
 
-int fd_read_batch(int fd, uint8_t *buf, uint32_t slot, uint32_t headroom, uint32_t *lens, uint32_t max) {
+/* Reads frames until EAGAIN, `max` frames or, with a budget (> 0), `budget` bytes. */
+int fd_read_batch(int fd, uint8_t *buf, uint32_t slot, uint32_t headroom, uint32_t *lens, uint32_t max,
+                  uint32_t budget) {
   uint32_t n = 0;
-  while (n < max) {
+  uint64_t bytes = 0;
+  while (n < max && (budget == 0 || bytes < budget)) {
     ssize_t r = read(fd, buf + (size_t)n * slot + headroom, slot - headroom);
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -181,6 +184,7 @@ int fd_read_batch(int fd, uint8_t *buf, uint32_t slot, uint32_t headroom, uint32
       return -errno;
     }
     lens[n++] = (uint32_t)r;
+    bytes += (uint64_t)r;
   }
   return (int)n;
 }
@@ -210,7 +214,7 @@ napi_value read_batch(napi_env env, napi_callback_info info) {
       !get_u32_array(env, argv[4], "lens", &lens, &lenslen) || !get_u32(env, argv[5], "max", &max))
     return NULL;
   if (!check_slots(env, buflen, slot, headroom, lenslen, max)) return NULL;
-  int n = fd_read_batch(fd, buf, slot, headroom, lens, max);
+  int n = fd_read_batch(fd, buf, slot, headroom, lens, max, 0);
   if (n < 0) {
     throw_errno(env, "read", -n);
     return NULL;

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <string.h>
+#include <linux/filter.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,6 +26,8 @@
 #endif
 
 #define UDP_FLAG_REUSEPORT 1
+/* The first recvmmsg of a budgeted batch asks for this many datagrams. */
+#define RX_FIRST_CHUNK 1
 
 int check_slots(napi_env env, size_t buflen, uint32_t slot, uint32_t headroom, size_t lenslen, uint32_t max);
 
@@ -100,8 +103,45 @@ napi_value udp_set_option(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/*
+ * Reads up to `max` datagrams. With a byte budget (> 0) it reads in chunks and
+ * stops once the datagrams read reach the budget: with UDP GRO one slot may hold
+ * 64 KB, and a batch of 64 of those is milliseconds of work during which
+ * everything else waits (a ping behind a bulk transfer). The first chunk is
+ * small; later ones are sized by the budget left and the mean datagram so far,
+ * so small datagrams still come in few system calls.
+ */
+/*
+ * udpAttachSteering(fd, program): attaches a classic BPF program to the
+ * SO_REUSEPORT group fd belongs to (SO_ATTACH_REUSEPORT_CBPF). program holds
+ * struct sock_filter entries (8 bytes each: code u16, jt u8, jf u8, k u32, in
+ * host byte order), built by the caller; the kernel runs it on each datagram with
+ * offset 0 at the UDP payload, and its result picks the socket by the order the
+ * sockets joined the group. The kernel verifies the program (EINVAL if unsafe).
+ */
+napi_value udp_attach_steering(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  int32_t fd;
+  uint8_t *prog;
+  size_t len;
+  if (!get_args(env, info, 2, argv)) return NULL;
+  if (!get_i32(env, argv[0], "fd", &fd) || !get_u8_array(env, argv[1], "program", &prog, &len)) return NULL;
+  if (len == 0 || len % sizeof(struct sock_filter) != 0 || len / sizeof(struct sock_filter) > BPF_MAXINSNS) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "program must be 1 to 4096 instructions of 8 bytes");
+    return NULL;
+  }
+  struct sock_filter insns[BPF_MAXINSNS];
+  memcpy(insns, prog, len);
+  struct sock_fprog fprog = {.len = (unsigned short)(len / sizeof(struct sock_filter)), .filter = insns};
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &fprog, sizeof fprog) < 0) {
+    throw_errno(env, "setsockopt SO_ATTACH_REUSEPORT_CBPF", errno);
+    return NULL;
+  }
+  return make_undefined(env);
+}
+
 int udp_recv_batch(int fd, uint8_t *buf, uint32_t slot, uint32_t headroom, uint32_t *lens,
-                   uint32_t *meta, uint32_t max) {
+                   uint32_t *meta, uint32_t max, uint32_t budget) {
   struct mmsghdr msgs[BATCH_MAX];
   struct iovec iov[BATCH_MAX];
   struct sockaddr_in from[BATCH_MAX];
@@ -120,10 +160,24 @@ int udp_recv_batch(int fd, uint8_t *buf, uint32_t slot, uint32_t headroom, uint3
     msgs[i].msg_hdr.msg_control = ctrl[i].buf;
     msgs[i].msg_hdr.msg_controllen = sizeof ctrl[i].buf;
   }
-  int n;
-  do n = recvmmsg(fd, msgs, max, MSG_DONTWAIT, NULL);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) return errno == EAGAIN ? 0 : -errno;
+  uint32_t got = 0, chunk = budget > 0 && max > RX_FIRST_CHUNK ? RX_FIRST_CHUNK : max;
+  uint64_t bytes = 0;
+  while (got < max) {
+    int r;
+    do r = recvmmsg(fd, msgs + got, chunk, MSG_DONTWAIT, NULL);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      if (got > 0 || errno == EAGAIN) break;
+      return -errno;
+    }
+    for (int i = 0; i < r; i++) bytes += msgs[got + i].msg_len;
+    got += (uint32_t)r;
+    if ((uint32_t)r < chunk || budget == 0 || bytes >= budget) break;
+    uint64_t mean = bytes / got, more = mean > 0 ? (budget - bytes) / mean : max;
+    chunk = max - got;
+    if (more < chunk) chunk = more > 0 ? (uint32_t)more : 1;
+  }
+  int n = (int)got;
   for (int i = 0; i < n; i++) {
     lens[i] = msgs[i].msg_len;
     meta[3 * i] = ntohl(from[i].sin_addr.s_addr);
@@ -161,7 +215,7 @@ napi_value udp_recv_batch_js(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "meta must hold 3 entries per slot");
     return NULL;
   }
-  int n = udp_recv_batch(fd, buf, slot, headroom, lens, meta, max);
+  int n = udp_recv_batch(fd, buf, slot, headroom, lens, meta, max, 0);
   if (n < 0) {
     throw_errno(env, "recvmmsg", -n);
     return NULL;

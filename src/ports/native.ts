@@ -24,6 +24,10 @@ export interface NativeAddon {
   rxStart(fd: number, buf: Uint8Array, slotSize: number, headroom: number, lens: Uint32Array, max: number, cb: (n: number) => void): object
   udpRxStart(fd: number, buf: Uint8Array, slotSize: number, headroom: number, lens: Uint32Array, meta: Uint32Array, max: number, cb: (n: number) => void): object
   rxStop(handle: object): void
+  /** A UDP poller's batches end once they hold this many bytes (0 = the slot count alone bounds them). */
+  rxBudget(handle: object, bytes: number): void
+  /** Attaches a classic BPF program (8-byte sock_filter entries) that picks the socket of fd's SO_REUSEPORT group for each datagram. */
+  udpAttachSteering(fd: number, program: Uint8Array): void
   /** Busy-poll window of this thread's loop after each received batch, us (0 = off). */
   busyPoll(us: number): void
   csumAdd(buf: Uint8Array, off: number, len: number, sum: number): number
@@ -131,6 +135,7 @@ export const native: NativeAddon = {
   udpSetOption: wrap(raw.udpSetOption),
   rxStart: wrap(raw.rxStart),
   udpRxStart: wrap(raw.udpRxStart),
+  udpAttachSteering: wrap(raw.udpAttachSteering),
   busyPoll: wrap(raw.busyPoll),
 }
 

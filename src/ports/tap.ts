@@ -36,6 +36,8 @@ export interface TapOptions {
    * persistent TAP, which lives in the pod's namespace under its pod-side name.
    */
   netnsPath?: string
+  /** A receive batch ends once it holds this many bytes (0 or absent: only its slot count bounds it). */
+  rxBudget?: number
 }
 
 export class TapPort {
@@ -54,6 +56,7 @@ export class TapPort {
     offloadFlags: number,
     batchFrames: number,
     rx: Batch | undefined,
+    private readonly rxBudget: number,
   ) {
     this.offloadFlags = offloadFlags
     this.rx = rx ?? new Batch(batchFrames, offloadFlags & (TUN_F_TSO4 | TUN_F_TSO6) ? SLOT_SUPER : SLOT_PLAIN)
@@ -76,7 +79,7 @@ export class TapPort {
       native.closeFd(fd)
       throw err
     }
-    return new TapPort(fd, name, vnet, offload, opts.batchFrames ?? BATCH_FRAMES, opts.rx)
+    return new TapPort(fd, name, vnet, offload, opts.batchFrames ?? BATCH_FRAMES, opts.rx, opts.rxBudget ?? 0)
   }
 
   /** Whether the kernel took UDP segmentation offload (USO4): the TAP accepts GSO_UDP_L4 frames. */
@@ -89,6 +92,7 @@ export class TapPort {
     if (this.handle) return
     const b = this.rx
     this.handle = native.rxStart(this.fd, b.data, b.slotSize, HEADROOM, b.len, b.slots, onBatch)
+    if (this.rxBudget > 0) native.rxBudget(this.handle, this.rxBudget)
   }
 
   stop(): void {

@@ -21,6 +21,8 @@ export interface UdpOptions {
   sndbuf?: number
   /** Read into this batch instead of a new one (see TapOptions.rx); super-frame slots with gro. */
   rx?: Batch
+  /** A receive batch ends once it holds this many bytes (0 or absent: only its slot count bounds it). */
+  rxBudget?: number
 }
 
 export class UdpPort {
@@ -32,9 +34,11 @@ export class UdpPort {
   gsoEnabled = false
   private handle: object | null = null
   private closed = false
+  private readonly rxBudget: number
 
-  private constructor(readonly fd: number, readonly addr: number, readonly port: number, gro: boolean, batchFrames: number, rx: Batch | undefined) {
+  private constructor(readonly fd: number, readonly addr: number, readonly port: number, gro: boolean, batchFrames: number, rx: Batch | undefined, rxBudget: number) {
     this.gro = gro
+    this.rxBudget = rxBudget
     this.rx = rx ?? new Batch(batchFrames, gro ? SLOT_SUPER : SLOT_PLAIN)
   }
 
@@ -53,7 +57,7 @@ export class UdpPort {
       native.closeFd(fd)
       throw err
     }
-    const u = new UdpPort(fd, opts.addr >>> 0, port, gro, opts.batchFrames ?? BATCH_FRAMES, opts.rx)
+    const u = new UdpPort(fd, opts.addr >>> 0, port, gro, opts.batchFrames ?? BATCH_FRAMES, opts.rx, opts.rxBudget ?? 0)
     if (opts.gso && !opts.noChecksum) u.gsoEnabled = u.gsoSupported()
     return u
   }
@@ -68,6 +72,15 @@ export class UdpPort {
     if (this.handle) return
     const b = this.rx
     this.handle = native.udpRxStart(this.fd, b.data, b.slotSize, HEADROOM, b.len, b.meta, b.slots, onBatch)
+    if (this.rxBudget > 0) native.rxBudget(this.handle, this.rxBudget)
+  }
+
+  /**
+   * Attaches a classic BPF program that picks, per datagram, the socket of this
+   * socket's SO_REUSEPORT group (index by join order): see overlay/steering.ts.
+   */
+  attachSteering(program: Uint8Array): void {
+    native.udpAttachSteering(this.fd, program)
   }
 
   stop(): void {

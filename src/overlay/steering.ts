@@ -1,0 +1,82 @@
+/**
+ * The underlay's priority lane: which VXLAN datagrams the kernel hands to the
+ * agent's priority socket instead of its bulk socket.
+ *
+ * Both sockets are bound to the VXLAN port in one SO_REUSEPORT group, and a
+ * classic BPF program attached to the group (SO_ATTACH_REUSEPORT_CBPF) picks
+ * one per datagram: its return value is the index of the socket in the order
+ * the sockets joined. The bulk socket joins first (index 0), the priority
+ * socket second (index 1).
+ *
+ * Why: when a bulk transfer makes the receiving agent the bottleneck, the queue
+ * in front of it is megabytes of the transfer's own segments, and a ping or an
+ * ARP request behind it waits milliseconds. Datagrams of the priority lane wait
+ * only for the batch being processed. The lane holds traffic in which order
+ * across the lanes does not matter: ARP, ICMP and ICMPv6 (echo, errors,
+ * neighbour discovery). TCP and UDP stay on the bulk socket, so no flow's
+ * segments are ever reordered by the split.
+ *
+ * The program reads the inner frame at fixed offsets from the VXLAN header
+ * (offset 0 is the UDP payload): Ethernet type at 8 + 12, IPv4 protocol at
+ * 8 + 14 + 9, IPv6 next header at 8 + 14 + 6. A VLAN-tagged inner frame, IPv6
+ * extension headers or a datagram too short for a load go to the bulk socket
+ * (a load past the end makes a classic BPF program return 0).
+ */
+import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from '../wire/ethernet'
+import { VXLAN_HLEN } from '../wire/vxlan'
+
+/** Socket indices in the reuseport group, by join order. */
+export const LANE_BULK = 0
+export const LANE_PRIORITY = 1
+
+/** Classic BPF opcodes used here (include/uapi/linux/bpf_common.h). */
+export const BPF_LD_H_ABS = 0x28
+export const BPF_LD_B_ABS = 0x30
+export const BPF_JEQ_K = 0x15
+export const BPF_RET_K = 0x06
+
+const IPPROTO_ICMP = 1
+const IPPROTO_ICMPV6 = 58
+const OFF_ETHERTYPE = VXLAN_HLEN + 12
+const OFF_IPV4_PROTO = VXLAN_HLEN + 14 + 9
+const OFF_IPV6_NEXT = VXLAN_HLEN + 14 + 6
+
+/** One instruction; jt/jf name labels (or are 0: the next instruction). */
+interface Insn { code: number; k: number; jt?: string; jf?: string; label?: string }
+
+/** Resolves labels into relative jumps and encodes struct sock_filter entries (host byte order). */
+export function assemble(insns: Insn[], littleEndian: boolean): Uint8Array {
+  const at = new Map<string, number>()
+  insns.forEach((ins, i) => { if (ins.label !== undefined) at.set(ins.label, i) })
+  const out = new Uint8Array(insns.length * 8)
+  const dv = new DataView(out.buffer)
+  insns.forEach((ins, i) => {
+    const rel = (l: string | undefined): number => {
+      if (l === undefined) return 0
+      const to = at.get(l)
+      if (to === undefined || to <= i || to - i - 1 > 255) throw new RangeError(`bad jump to ${l} at ${i}`)
+      return to - i - 1
+    }
+    dv.setUint16(i * 8, ins.code, littleEndian)
+    dv.setUint8(i * 8 + 2, rel(ins.jt))
+    dv.setUint8(i * 8 + 3, rel(ins.jf))
+    dv.setUint32(i * 8 + 4, ins.k >>> 0, littleEndian)
+  })
+  return out
+}
+
+/** The priority lane's program: ARP, ICMP and ICMPv6 -> LANE_PRIORITY, the rest -> LANE_BULK. */
+export function priorityLaneProgram(littleEndian: boolean): Uint8Array {
+  return assemble([
+    { code: BPF_LD_H_ABS, k: OFF_ETHERTYPE },
+    { code: BPF_JEQ_K, k: ETHERTYPE_ARP, jt: 'prio' },
+    { code: BPF_JEQ_K, k: ETHERTYPE_IPV4, jt: 'v4' },
+    { code: BPF_JEQ_K, k: ETHERTYPE_IPV6, jt: 'v6', jf: 'bulk' },
+    { code: BPF_LD_B_ABS, k: OFF_IPV4_PROTO, label: 'v4' },
+    { code: BPF_JEQ_K, k: IPPROTO_ICMP, jt: 'prio', jf: 'bulk' },
+    { code: BPF_LD_B_ABS, k: OFF_IPV6_NEXT, label: 'v6' },
+    { code: BPF_JEQ_K, k: IPPROTO_ICMPV6, jt: 'prio', jf: 'bulk' },
+    { code: BPF_RET_K, k: LANE_BULK, label: 'bulk' },
+    { code: BPF_RET_K, k: LANE_PRIORITY, label: 'prio' },
+  ], littleEndian)
+}
