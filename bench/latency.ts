@@ -2,9 +2,10 @@
  * Latency knobs, measured beside the kernel path in one run.
  *
  *   node dist/bench/latency.js [--short] [--rcvbuf 8388608,1048576,262144] [--busy 0,200] [--cpu-latency off,0]
+ *                              [--lane on,off] [--rx-batch 65536,0]
  *
  * For the kernel bridge+VXLAN path and for Tapestry with every combination of
- * vxlan.rcvbufBytes and busyPollUs given: ping RTT idle (p50, p99), ping RTT
+ * vxlan.rcvbufBytes, busyPollUs, vxlan.priorityLane and rxBatchBytes given: ping RTT idle (p50, p99), ping RTT
  * while one TCP stream runs beside it (p50, p99), what that stream moved
  * (Gbit/s) and its retransmissions. Each Tapestry variant is a fresh pair of
  * agents (the same topology as bench/e2e.ts: two hosts, one pod each, pod MTU
@@ -15,7 +16,9 @@
  * What it shows: under a bulk transfer the queue that delays other traffic is
  * the receiving agent's VXLAN socket buffer (the agent is the bottleneck), so
  * its size trades ping delay for drops (retransmissions) and some throughput;
- * busy polling only helps when the agent has a core to itself. cpuLatencyUs
+ * busy polling only helps when the agent has a core to itself. The priority
+ * lane (ICMP read from a socket of its own) takes pings out of that queue, and
+ * rxBatchBytes bounds the batch they wait behind instead. cpuLatencyUs
  * (a PM QoS CPU latency request, ports/cpu-latency.ts) is host-wide: for each
  * value the kernel path is measured too, with the benchmark holding the same
  * request, so both sides of a ratio run under it.
@@ -37,7 +40,7 @@ function progress(msg: string): void {
 }
 
 function usage(): never {
-  process.stderr.write('usage: node dist/bench/latency.js [--short] [--rcvbuf BYTES,...] [--busy US,...] [--cpu-latency off|US,...]\n')
+  process.stderr.write('usage: node dist/bench/latency.js [--short] [--rcvbuf BYTES,...] [--busy US,...] [--cpu-latency off|US,...] [--lane on,off] [--rx-batch BYTES,...]\n')
   process.exit(2)
 }
 
@@ -53,6 +56,8 @@ interface Row {
   rcvbufBytes: number | null
   busyPollUs: number | null
   cpuLatencyUs: number | null
+  priorityLane: boolean | null
+  rxBatchBytes: number | null
   idle: PingResult | { error: string }
   loaded: PingResult | { error: string }
 }
@@ -77,10 +82,14 @@ async function main(): Promise<number> {
   let rcvbufs = [8 << 20, 1 << 20, 256 << 10]
   let busy = [0]
   let cpuLatency: (number | null)[] = [null]
+  let lanes = [true]
+  let rxBatches = [65536]
   for (let i = 0; i < args.length; i++) {
     if (args[i] === '--short') short = true
     else if (args[i] === '--rcvbuf') rcvbufs = list(args[++i])
     else if (args[i] === '--busy') busy = list(args[++i])
+    else if (args[i] === '--lane') lanes = (args[++i] ?? usage()).split(',').map((x) => (x === 'on' ? true : x === 'off' ? false : usage()))
+    else if (args[i] === '--rx-batch') rxBatches = list(args[++i])
     else if (args[i] === '--cpu-latency') cpuLatency = (args[++i] ?? usage()).split(',').map((x) => (x === 'off' ? null : list(x)[0]))
     else usage()
   }
@@ -96,20 +105,19 @@ async function main(): Promise<number> {
     const req = cl === null ? null : CpuLatencyRequest.open(cl)
     try {
       progress(`kernel bridge + VXLAN${cl === null ? '' : `, CPU latency request ${cl} us`}`)
-      rows.push({ path: 'kernel vxlan (baseline)', rcvbufBytes: null, busyPollUs: null, cpuLatencyUs: cl, ...await measure(lab, await buildKernel(lab), pings) })
+      rows.push({ path: 'kernel vxlan (baseline)', rcvbufBytes: null, busyPollUs: null, cpuLatencyUs: cl, priorityLane: null, rxBatchBytes: null, ...await measure(lab, await buildKernel(lab), pings) })
     } finally {
       req?.close()
       await lab.cleanup()
     }
-    for (const rb of rcvbufs) {
-      for (const us of busy) {
-        const lab2 = new Lab()
-        try {
-          progress(`Tapestry, vxlan.rcvbufBytes ${rb}, busyPollUs ${us}, cpuLatencyUs ${cl ?? 'off'}`)
-          const p = await buildTapestry(lab2, { vxlan: { rcvbufBytes: rb }, busyPollUs: us, ...(cl === null ? {} : { cpuLatencyUs: cl }) })
-          rows.push({ path: 'Tapestry', rcvbufBytes: rb, busyPollUs: us, cpuLatencyUs: cl, ...await measure(lab2, p, pings) })
-        } finally { await lab2.cleanup() }
-      }
+    const variants = rcvbufs.flatMap((rb) => busy.flatMap((us) => lanes.flatMap((lane) => rxBatches.map((rxb) => ({ rb, us, lane, rxb })))))
+    for (const { rb, us, lane, rxb } of variants) {
+      const lab2 = new Lab()
+      try {
+        progress(`Tapestry, vxlan.rcvbufBytes ${rb}, busyPollUs ${us}, priorityLane ${lane}, rxBatchBytes ${rxb}, cpuLatencyUs ${cl ?? 'off'}`)
+        const p = await buildTapestry(lab2, { vxlan: { rcvbufBytes: rb, priorityLane: lane }, busyPollUs: us, rxBatchBytes: rxb, ...(cl === null ? {} : { cpuLatencyUs: cl }) })
+        rows.push({ path: 'Tapestry', rcvbufBytes: rb, busyPollUs: us, cpuLatencyUs: cl, priorityLane: lane, rxBatchBytes: rxb, ...await measure(lab2, p, pings) })
+      } finally { await lab2.cleanup() }
     }
   }
   const ms = (v: number): string => v.toFixed(3)
@@ -119,11 +127,12 @@ async function main(): Promise<number> {
     `${env.cpus} CPUs, load average ${env.loadAvgStart.toFixed(2)} at start; commit ${env.commit}`,
     '',
     table(
-      ['path', 'cpuLatencyUs', 'vxlan.rcvbufBytes', 'busyPollUs', 'idle p50 ms', 'idle p99 ms', 'loaded p50 ms', 'loaded p99 ms', 'stream Gbit/s', 'retransmits'],
-      rows.map((r) => [r.path, r.cpuLatencyUs === null ? 'off' : String(r.cpuLatencyUs), String(r.rcvbufBytes ?? '-'), String(r.busyPollUs ?? '-'), cell(r.idle, (p) => ms(p.p50Ms)), cell(r.idle, (p) => ms(p.p99Ms)),
+      ['path', 'cpuLatencyUs', 'vxlan.rcvbufBytes', 'busyPollUs', 'vxlan.priorityLane', 'rxBatchBytes', 'idle p50 ms', 'idle p99 ms', 'loaded p50 ms', 'loaded p99 ms', 'stream Gbit/s', 'retransmits'],
+      rows.map((r) => [r.path, r.cpuLatencyUs === null ? 'off' : String(r.cpuLatencyUs), String(r.rcvbufBytes ?? '-'), String(r.busyPollUs ?? '-'),
+        r.priorityLane === null ? '-' : r.priorityLane ? 'on' : 'off', String(r.rxBatchBytes ?? '-'), cell(r.idle, (p) => ms(p.p50Ms)), cell(r.idle, (p) => ms(p.p99Ms)),
         cell(r.loaded, (p) => ms(p.p50Ms)), cell(r.loaded, (p) => ms(p.p99Ms)), cell(r.loaded, (p) => (p.bulk ? p.bulk.gbitPerSec.toFixed(2) : '-')),
         cell(r.loaded, (p) => String(p.bulk?.retransmits ?? '-'))]),
-      [false, true, true, true, true, true, true, true, true, true],
+      [false, true, true, true, true, true, true, true, true, true, true, true],
     ),
     '',
   ]

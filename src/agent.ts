@@ -9,12 +9,14 @@
  * sockets.
  */
 import * as fs from 'node:fs'
+import * as os from 'node:os'
 import { EventEmitter } from 'node:events'
 import * as path from 'node:path'
 import { Config, PodConfig, parseConfig, ConfigError } from './control/config'
 import { Datapath, PodSpec } from './datapath/datapath'
 import { TapPort } from './ports/tap'
 import { UdpPort } from './ports/udp'
+import { priorityLaneProgram } from './overlay/steering'
 import { Batch } from './lib/batch'
 import { NativeError, native } from './ports/native'
 import { CpuLatencyRequest } from './ports/cpu-latency'
@@ -82,6 +84,8 @@ export class Agent extends EventEmitter {
   readonly datapath: Datapath
   private cfg: Config
   private rx: UdpPort | null = null
+  /** The priority lane's socket (vxlan.priorityLane), or null. */
+  private prio: UdpPort | null = null
   private tx: UdpPort[] = []
   private gsoTx: UdpPort[] = []
   private readonly pods = new Map<string, PodState>()
@@ -157,12 +161,24 @@ export class Agent extends EventEmitter {
     const offloads = this.cfg.offloads
     native.busyPoll(this.cfg.busyPollUs)
     this.applyCpuLatency(this.cfg.cpuLatencyUs)
-    this.rx = UdpPort.open({ addr: node.underlayAddr, port: node.vxlanPort, rcvbuf: this.cfg.vxlan.rcvbufBytes, sndbuf: 8 << 20, noChecksum: true, gro: offloads, rx: this.datapath.underlayRx })
+    const vx = this.cfg.vxlan
+    const rxOpts = { addr: node.underlayAddr, port: node.vxlanPort, sndbuf: 8 << 20, noChecksum: true, gro: offloads, rx: this.datapath.underlayRx, rxBudget: this.cfg.rxBatchBytes }
+    if (vx.priorityLane) {
+      // Both lanes share the port through SO_REUSEPORT, which would also let a second agent
+      // (same user) bind it without an error: a plain bind first keeps "port in use" an error.
+      UdpPort.open({ addr: node.underlayAddr, port: node.vxlanPort }).close()
+      this.rx = UdpPort.open({ ...rxOpts, rcvbuf: vx.rcvbufBytes, reusePort: true })
+      this.prio = UdpPort.open({ ...rxOpts, reusePort: true })
+      // The program returns 0 (bulk) or 1 (priority): a socket that joins the group later gets nothing.
+      this.rx.attachSteering(priorityLaneProgram(os.endianness() === 'LE'))
+    } else {
+      this.rx = UdpPort.open({ ...rxOpts, rcvbuf: vx.rcvbufBytes })
+    }
     this.tx = openTxPool(node.underlayAddr, this.cfg.vxlan.srcPortMin, this.cfg.vxlan.srcPortMax, node.vxlanPort, offloads, this.datapath.underlayRx)
     // With offloads, each pool port has a twin socket with UDP checksums on for GSO sends.
     this.gsoTx = offloads ? this.tx.map((t) => UdpPort.open({ addr: node.underlayAddr, port: t.port, reusePort: true, sndbuf: 8 << 20, gso: true, rx: this.datapath.underlayRx })) : []
-    this.datapath.attachUnderlay(this.rx, this.tx, this.gsoTx.map((g) => (g.gsoEnabled ? g : null)))
-    this.log.info({ underlay: `${node.underlayIP}:${node.vxlanPort}`, sourcePorts: this.datapath.sourcePorts(), offloads, udpGro: this.rx.gro, udpGso: this.gsoTx.some((g) => g.gsoEnabled) }, 'underlay socket open')
+    this.datapath.attachUnderlay(this.rx, this.tx, this.gsoTx.map((g) => (g.gsoEnabled ? g : null)), this.prio)
+    this.log.info({ underlay: `${node.underlayIP}:${node.vxlanPort}`, sourcePorts: this.datapath.sourcePorts(), offloads, udpGro: this.rx.gro, udpGso: this.gsoTx.some((g) => g.gsoEnabled), priorityLane: this.prio !== null, rxBatchBytes: this.cfg.rxBatchBytes }, 'underlay socket open')
     for (const n of this.cfg.networks) this.datapath.addNetwork(n.vni, n.gatewayAddr ?? 0)
     for (const p of this.cfg.peerAddrs) this.addPeer(p)
     for (const n of this.cfg.networks) if (n.hostAddr !== null) await this.addHostPort(n.name)
@@ -186,6 +202,7 @@ export class Agent extends EventEmitter {
       ['node.podMtu', this.cfg.node.podMtu, next.node.podMtu], ['offloads', this.cfg.offloads, next.offloads],
       ['vxlan.srcPortMin', this.cfg.vxlan.srcPortMin, next.vxlan.srcPortMin], ['vxlan.srcPortMax', this.cfg.vxlan.srcPortMax, next.vxlan.srcPortMax],
       ['vxlan.rcvbufBytes', this.cfg.vxlan.rcvbufBytes, next.vxlan.rcvbufBytes],
+      ['vxlan.priorityLane', this.cfg.vxlan.priorityLane, next.vxlan.priorityLane], ['rxBatchBytes', this.cfg.rxBatchBytes, next.rxBatchBytes],
       ['api.socket', this.cfg.api.socket, next.api.socket],
       ['serviceRange', this.cfg.serviceRange, next.serviceRange],
       ['networks[].hostIP', JSON.stringify(this.cfg.networks.map((n) => [n.name, n.hostIP])), JSON.stringify(next.networks.filter((n) => this.cfg.networks.some((m) => m.name === n.name)).map((n) => [n.name, n.hostIP]))],
@@ -260,7 +277,7 @@ export class Agent extends EventEmitter {
     let tap: TapPort
     let reattached = false
     if (kind === 'tap') {
-      tap = TapPort.open({ name: p.ifname, netnsPath: p.netnsPath, vnetHdr: true, offloads: this.cfg.offloads, persist: true, rx: this.datapath.podRx })
+      tap = TapPort.open({ name: p.ifname, netnsPath: p.netnsPath, vnetHdr: true, offloads: this.cfg.offloads, persist: true, rx: this.datapath.podRx, rxBudget: this.cfg.rxBatchBytes })
       reattached = true
       try {
         await configurePodInterface(iface)
@@ -271,7 +288,7 @@ export class Agent extends EventEmitter {
     } else if (kind !== null) {
       throw new TapestryError('TAPESTRY_POD_IFNAME_TAKEN', `pod ${p.name}: netns ${p.netns} already has an interface ${p.ifname} (a ${kind}, not a Tapestry TAP); choose another ifname or remove it`)
     } else {
-      tap = TapPort.open({ name: iface.tapName, vnetHdr: true, offloads: this.cfg.offloads, persist: true, rx: this.datapath.podRx })
+      tap = TapPort.open({ name: iface.tapName, vnetHdr: true, offloads: this.cfg.offloads, persist: true, rx: this.datapath.podRx, rxBudget: this.cfg.rxBatchBytes })
       try {
         await setupPodInterface(iface)
       } catch (err) {
@@ -394,7 +411,7 @@ export class Agent extends EventEmitter {
     const n = this.cfg.networks.find((x) => x.name === network)!
     const mac = derivePodMac(`host:${this.cfg.node.name}:${network}`)
     const name = `tph${n.vni}`.slice(0, 15)
-    const tap = TapPort.open({ name, vnetHdr: true, offloads: this.cfg.offloads, persist: false, rx: this.datapath.podRx })
+    const tap = TapPort.open({ name, vnetHdr: true, offloads: this.cfg.offloads, persist: false, rx: this.datapath.podRx, rxBudget: this.cfg.rxBatchBytes })
     try {
       const cmds = [
         `link set dev ${name} address ${macFormat(mac.hi, mac.lo)} mtu ${this.cfg.node.podMtu} up`,
@@ -661,6 +678,8 @@ export class Agent extends EventEmitter {
     this.hostPorts.clear()
     this.datapath.detachUnderlay()
     this.rx?.close()
+    this.prio?.close()
+    this.prio = null
     for (const t of this.tx) t.close()
     for (const t of this.gsoTx) t.close()
     this.rx = null

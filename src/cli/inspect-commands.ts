@@ -63,9 +63,11 @@ export const statsCommand: Command = simple('Show counters: frames, bytes, drops
     if (c.json) return JSON.stringify(s, null, 2) + '\n'
     const drops = Object.entries(s.drops as Record<string, number>).map(([reason, count]) => ({ reason, count }))
     const pods = Object.entries(s.pods as Record<string, Record<string, number>>).map(([name, v]) => ({ port: name, ...v }))
-    return table([{ port: 'underlay', ...(s.underlay as object) }, ...pods], ['port', 'rxFrames', 'rxBytes', 'txFrames', 'txBytes']) +
+    const u = s.underlay as Record<string, number>
+    return table([{ port: 'underlay', ...u }, ...pods], ['port', 'rxFrames', 'rxBytes', 'txFrames', 'txBytes']) +
       '\n' + table(drops, ['reason', 'count']) + '\n' + `fdb: ${JSON.stringify(s.fdb)}\narp: ${JSON.stringify(s.arp)}\nmean batch: ${(s.meanBatch as number).toFixed(2)} frames\n` +
-      `offloads: ${JSON.stringify(s.offloads)}\n`
+      `offloads: ${JSON.stringify(s.offloads)}\n` +
+      `priority lane: ${u.priorityRxFrames} datagrams, ${u.priorityRxBytes} bytes (ARP, ICMP, ICMPv6 read ahead of the bulk queue)\n`
   })
 
 /** A /v1/peers row as the table shows it: RTT, loss, whether full-size VXLAN packets get through, last answer. */

@@ -74,7 +74,8 @@ export function statsView(agent: Agent): Record<string, unknown> {
   const c = dp.fdb.counters
   return {
     node: agent.config.node.name,
-    underlay: port(UNDERLAY_PORT),
+    // priorityRx: datagrams and bytes of underlay rx that came through the priority lane (overlay/steering.ts).
+    underlay: { ...port(UNDERLAY_PORT), priorityRxFrames: dp.priorityRx[0], priorityRxBytes: dp.priorityRx[1] },
     pods: Object.fromEntries(agent.podStates().map((p) => [p.name, port(p.port)])),
     drops,
     fdb: {

@@ -191,6 +191,10 @@ export const podSchema = z.strictObject({
   portSecurity: bool.default(true),
 }, { error: notA('a mapping') })
 
+/** The byte budget of a receive batch (see rxBatchBytes). */
+export const DEFAULT_RX_BATCH_BYTES = 64 << 10
+const rxBatchWhat = '0 or an integer number of bytes from 16384 to 67108864'
+
 /** The VXLAN socket's receive buffer: the queue in front of the agent when it is the bottleneck. */
 export const VXLAN_DEFAULT_RCVBUF = 8 << 20
 const rcvbufWhat = 'an integer number of bytes from 65536 to 1073741824'
@@ -205,6 +209,8 @@ export const vxlanSchema = z.strictObject({
    */
   rcvbufBytes: z.number({ error: notA(rcvbufWhat) }).int({ error: notA(rcvbufWhat) })
     .min(65536, { error: notA(rcvbufWhat) }).max(1 << 30, { error: notA(rcvbufWhat) }).default(VXLAN_DEFAULT_RCVBUF),
+  /** ARP, ICMP and ICMPv6 from peers get a socket of their own, read ahead of the bulk queue. */
+  priorityLane: bool.default(true),
 }, { error: notA('a mapping') })
 
 const positiveInt = z.number({ error: notA('a positive integer') })
@@ -336,6 +342,13 @@ export const configSchema = z.strictObject({
   fdb: fdbSchema.prefault({}),
   storm: stormSchema.prefault({}),
   offloads: bool.default(true),
+  /**
+   * Bytes after which a receive batch, from a pod's TAP or the VXLAN socket,
+   * ends (0: 64 frames or datagrams, which with offloads can be 4 MiB,
+   * milliseconds of work that everything else waits behind).
+   */
+  rxBatchBytes: z.number({ error: notA(rxBatchWhat) }).int({ error: notA(rxBatchWhat) })
+    .refine((v) => v === 0 || (v >= 16384 && v <= 1 << 26), { error: notA(rxBatchWhat) }).default(DEFAULT_RX_BATCH_BYTES),
   /** Microseconds the agent keeps polling without sleeping after it received a batch (0 = off). */
   busyPollUs: z.number({ error: notA('an integer from 0 to 100000 (microseconds)') }).int({ error: notA('an integer from 0 to 100000 (microseconds)') })
     .min(0, { error: notA('an integer from 0 to 100000 (microseconds)') }).max(100000, { error: notA('an integer from 0 to 100000 (microseconds)') }).default(0),

@@ -286,6 +286,10 @@ export class Datapath {
   private readonly dirty = new Int32Array(MAX_PORTS)
   private dirtyCount = 0
   private underlay: DatagramIo | null = null
+  /** The priority lane's socket (overlay/steering.ts), or null. */
+  private priority: DatagramIo | null = null
+  /** Datagrams and bytes read from the priority lane. */
+  readonly priorityRx = new Float64Array(2)
   private txSockets: TxSocket[] = []
   /**
    * One ArrayBuffer for the rx batch every pod TAP reads into, the underlay's rx
@@ -453,16 +457,20 @@ export class Datapath {
    * transmit pool (each socket bound to its own source port; a flow's hash picks
    * one, so the underlay can spread flows). `rx` itself may be the only tx socket.
    */
-  attachUnderlay(rx: DatagramIo, tx: DatagramIo[], gsoTx: (DatagramIo | null)[] = []): void {
+  attachUnderlay(rx: DatagramIo, tx: DatagramIo[], gsoTx: (DatagramIo | null)[] = [], priority: DatagramIo | null = null): void {
     this.underlay = rx
+    this.priority = priority
     const pool = tx.length > 0 ? tx : [rx]
     this.txSockets = pool.map((io, k) => new TxSocket(io, io.gsoEnabled ? io : gsoTx[k] ?? null))
     rx.start((n) => this.onUnderlayBatch(n))
+    priority?.start((n) => this.onPriorityBatch(n))
   }
 
   detachUnderlay(): void {
     this.underlay?.stop()
+    this.priority?.stop()
     this.underlay = null
+    this.priority = null
     this.txSockets = []
   }
 
@@ -601,8 +609,20 @@ export class Datapath {
 
   /** One batch of datagrams from the underlay socket. */
   onUnderlayBatch(n: number): void {
-    const u = this.underlay
-    if (n <= 0 || u === null) return
+    if (this.underlay !== null) this.underlayBatch(this.underlay, n)
+  }
+
+  /** One batch from the priority lane's socket: the same path, counted apart. */
+  onPriorityBatch(n: number): void {
+    const u = this.priority
+    if (u === null || n <= 0) return
+    this.priorityRx[0] += n
+    for (let i = 0; i < n; i++) this.priorityRx[1] += u.rx.len[i]
+    this.underlayBatch(u, n)
+  }
+
+  private underlayBatch(u: DatagramIo, n: number): void {
+    if (n <= 0) return
     const now = this.now()
     const rx = u.rx
     this.groBuf = rx.data

@@ -24,7 +24,7 @@ export async function tapestry(lab: Lab, host: Host, socket: string, ...args: st
 
 export interface AgentStats {
   node: string
-  underlay: { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number }
+  underlay: { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; priorityRxFrames: number; priorityRxBytes: number }
   pods: Record<string, { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number }>
   drops: Record<string, number>
   fdb: { entries: number; learned: number; moved: number; aged: number; staticMoveRefused: number; limitDrops: number }

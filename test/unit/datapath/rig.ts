@@ -64,6 +64,8 @@ export interface RigOptions {
   vnis?: number[]
   /** Pods read into the datapath's shared rx batch (its arena), as the agent's TAPs do. */
   arena?: boolean
+  /** A priority-lane socket beside the underlay socket (overlay/steering.ts), reading into the same batch as the agent's does. */
+  priority?: boolean
 }
 
 export class Rig {
@@ -71,6 +73,7 @@ export class Rig {
   readonly dp: Datapath
   readonly underlay: MemoryDatagramIo
   readonly gsoTwin: MemoryDatagramIo | null
+  readonly priority: MemoryDatagramIo | null
   private names = 0
   private readonly arena: boolean
 
@@ -80,8 +83,9 @@ export class Rig {
     for (const vni of o.vnis ?? [VNI_A, VNI_B]) this.dp.addNetwork(vni, ip4(GATEWAY))
     this.underlay = new MemoryDatagramIo({ port: VXLAN_PORT, gsoEnabled: o.gso ?? false })
     this.gsoTwin = o.gsoTwin ? new MemoryDatagramIo({ port: VXLAN_PORT, gsoEnabled: true }) : null
+    this.priority = o.priority ? new MemoryDatagramIo({ port: VXLAN_PORT, rx: this.underlay.rx }) : null
     const io: DatagramIo = this.underlay
-    this.dp.attachUnderlay(io, [io], this.gsoTwin ? [this.gsoTwin] : [])
+    this.dp.attachUnderlay(io, [io], this.gsoTwin ? [this.gsoTwin] : [], this.priority)
     for (const p of o.peers ?? [PEER_1, PEER_2]) this.dp.addPeer(p)
   }
 
@@ -112,6 +116,13 @@ export class Rig {
   fromUnderlay(datagrams: InboundDatagram[]): void {
     this.underlay.inject(datagrams)
     this.underlay.deliver()
+  }
+
+  /** One batch of datagrams from the priority lane's socket. */
+  fromPriority(datagrams: InboundDatagram[]): void {
+    assert.ok(this.priority, 'rig made with priority: true')
+    this.priority.inject(datagrams)
+    this.priority.deliver()
   }
 
   /** Frames a pod received since the last call. */

@@ -31,6 +31,8 @@ test('scrape reads the datapath counters as they are at that moment', async (t) 
   dp.batchFrames = 10
   dp.offloads[Offload.GroUdpMerges] = 3
   dp.offloads[Offload.GroUdpDatagrams] = 40
+  dp.priorityRx[0] = 12
+  dp.priorityRx[1] = 1300
   const text = await m.registry.metrics()
   const want = [
     'tapestry_frames_total{port="underlay",direction="rx"} 10',
@@ -52,6 +54,8 @@ test('scrape reads the datapath counters as they are at that moment', async (t) 
     'tapestry_offload_total{kind="gro_udp_merges"} 3',
     'tapestry_offload_total{kind="gro_udp_datagrams"} 40',
     'tapestry_offload_total{kind="tso_frames"} 0',
+    'tapestry_underlay_priority_rx_datagrams_total 12',
+    'tapestry_underlay_priority_rx_bytes_total 1300',
     'tapestry_pods 1',
     '# TYPE tapestry_frames_total counter',
     '# TYPE tapestry_fdb_entries gauge',

@@ -1,0 +1,58 @@
+/**
+ * The priority lane's socket (overlay/steering.ts) beside the underlay socket:
+ * what it reads takes the same path as a bulk datagram (peer check, learning,
+ * delivery, drops) and is counted apart in priorityRx.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { BROADCAST, arpFrame, pattern, tcpFrame, udpFrame, vxlanPacket } from '../wire/frames'
+import { A, B, PEER_1, R, Rig, STRANGER, VNI_A, fromPeer } from './rig'
+
+function icmpFrom(from: { mac: string; ip: string }, to: { mac: string; ip: string }): Uint8Array {
+  const f = udpFrame({ ethSrc: from.mac, ethDst: to.mac, src: from.ip, dst: to.ip, payload: pattern(56) })
+  f[14 + 9] = 1
+  return f
+}
+
+test('a datagram read from the priority lane is delivered as from the bulk socket, and counted', () => {
+  const rig = new Rig({ priority: true })
+  const a = rig.addPod(A)
+  const b = rig.addPod(B)
+  const ping = icmpFrom(R, A)
+  const arp = arpFrame({ ethSrc: R.mac, ethDst: BROADCAST, op: 1, sha: R.mac, spa: R.ip, tha: '00:00:00:00:00:00', tpa: '10.1.0.200' })
+  const d1 = vxlanPacket(VNI_A, ping)
+  const d2 = vxlanPacket(VNI_A, arp)
+  rig.fromPriority([fromPeer(PEER_1, d1), fromPeer(PEER_1, d2)])
+  assert.deepEqual(rig.takeFrames(a), [ping, arp])
+  assert.deepEqual(rig.takeFrames(b), [arp], 'the broadcast floods to the other local pod too')
+  assert.deepEqual([...rig.dp.priorityRx], [2, d1.length + d2.length])
+  // R's MAC was learned behind the peer from the lane's datagram: a reply from A goes to PEER_1 only.
+  rig.fromPod(a, [tcpFrame({ ethSrc: A.mac, ethDst: R.mac, src: A.ip, dst: R.ip, payload: pattern(20) })])
+  assert.deepEqual(rig.takeUnderlay().map((d) => d.addr), [PEER_1])
+  assert.deepEqual(rig.drops(), {})
+})
+
+test('the bulk socket does not count as the priority lane', () => {
+  const rig = new Rig({ priority: true })
+  const a = rig.addPod(A)
+  const f = tcpFrame({ ethSrc: R.mac, ethDst: A.mac, src: R.ip, dst: A.ip, payload: pattern(300) })
+  rig.fromUnderlay([fromPeer(PEER_1, vxlanPacket(VNI_A, f))])
+  assert.deepEqual(rig.takeFrames(a), [f])
+  assert.deepEqual([...rig.dp.priorityRx], [0, 0])
+})
+
+test('the priority lane does not bypass the peer check or VXLAN validation', () => {
+  const rig = new Rig({ priority: true })
+  const a = rig.addPod(A)
+  rig.fromPriority([fromPeer(STRANGER, vxlanPacket(VNI_A, icmpFrom(R, A))), fromPeer(PEER_1, vxlanPacket(VNI_A, icmpFrom(R, A), 0x00))])
+  assert.deepEqual(rig.takeFrames(a), [])
+  assert.deepEqual(rig.drops(), { UnknownPeer: 1, VxlanNoIFlag: 1 })
+  assert.equal(rig.dp.priorityRx[0], 2)
+})
+
+test('detaching the underlay stops both sockets', () => {
+  const rig = new Rig({ priority: true })
+  rig.dp.detachUnderlay()
+  assert.equal(rig.underlay.started, false)
+  assert.equal(rig.priority?.started, false)
+})
