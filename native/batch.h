@@ -21,6 +21,6 @@ int fd_read_batch(int fd, uint8_t *buf, uint32_t slot, uint32_t headroom, uint32
  * meta[3*i+1] = source port, meta[3*i+2] = GRO segment size (0 if not coalesced).
  */
 int udp_recv_batch(int fd, uint8_t *buf, uint32_t slot, uint32_t headroom, uint32_t *lens,
-                   uint32_t *meta, uint32_t max, uint32_t budget);
+                   uint32_t *meta, uint32_t max, uint32_t budget, uint32_t *mean_hint);
 
 #endif

@@ -35,7 +35,7 @@ typedef struct poller {
   napi_async_context ctx;
   int fd, kind, closing;
   uint8_t *buf;
-  uint32_t slot, headroom, max, budget;
+  uint32_t slot, headroom, max, budget, mean_hint;
   uint32_t *lens, *meta;
 } poller_t;
 
@@ -144,7 +144,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   if (status < 0) {
     n = status; /* libuv statuses are -errno */
   } else if (p->kind == KIND_UDP) {
-    n = udp_recv_batch(p->fd, p->buf, p->slot, p->headroom, p->lens, p->meta, p->max, p->budget);
+    n = udp_recv_batch(p->fd, p->buf, p->slot, p->headroom, p->lens, p->meta, p->max, p->budget, &p->mean_hint);
   } else {
     n = fd_read_batch(p->fd, p->buf, p->slot, p->headroom, p->lens, p->max, p->budget);
   }

@@ -26,8 +26,6 @@
 #endif
 
 #define UDP_FLAG_REUSEPORT 1
-/* The first recvmmsg of a budgeted batch asks for this many datagrams. */
-#define RX_FIRST_CHUNK 1
 
 int check_slots(napi_env env, size_t buflen, uint32_t slot, uint32_t headroom, size_t lenslen, uint32_t max);
 
@@ -104,14 +102,6 @@ napi_value udp_set_option(napi_env env, napi_callback_info info) {
 }
 
 /*
- * Reads up to `max` datagrams. With a byte budget (> 0) it reads in chunks and
- * stops once the datagrams read reach the budget: with UDP GRO one slot may hold
- * 64 KB, and a batch of 64 of those is milliseconds of work during which
- * everything else waits (a ping behind a bulk transfer). The first chunk is
- * small; later ones are sized by the budget left and the mean datagram so far,
- * so small datagrams still come in few system calls.
- */
-/*
  * udpAttachSteering(fd, program): attaches a classic BPF program to the
  * SO_REUSEPORT group fd belongs to (SO_ATTACH_REUSEPORT_CBPF). program holds
  * struct sock_filter entries (8 bytes each: code u16, jt u8, jf u8, k u32, in
@@ -140,8 +130,23 @@ napi_value udp_attach_steering(napi_env env, napi_callback_info info) {
   return make_undefined(env);
 }
 
+/*
+ * Reads up to `max` datagrams. With a byte budget (> 0) it reads in chunks and
+ * stops once the datagrams read reach the budget: with UDP GRO one slot may hold
+ * 64 KB, and a batch of 64 of those is milliseconds of work during which
+ * everything else waits (a ping behind a bulk transfer). Each chunk is sized by
+ * the budget left and a mean datagram size: for the first, *mean_hint (the last
+ * batch's mean, updated here; 0 = unknown, read one); for later ones, this
+ * batch's. So small datagrams still come in one system call, large ones one by one.
+ */
+static uint32_t rx_chunk(uint32_t budget, uint64_t bytes, uint64_t mean, uint32_t left) {
+  if (mean == 0) return 1;
+  uint64_t fit = (budget - bytes) / mean;
+  return fit == 0 ? 1 : fit < left ? (uint32_t)fit : left;
+}
+
 int udp_recv_batch(int fd, uint8_t *buf, uint32_t slot, uint32_t headroom, uint32_t *lens,
-                   uint32_t *meta, uint32_t max, uint32_t budget) {
+                   uint32_t *meta, uint32_t max, uint32_t budget, uint32_t *mean_hint) {
   struct mmsghdr msgs[BATCH_MAX];
   struct iovec iov[BATCH_MAX];
   struct sockaddr_in from[BATCH_MAX];
@@ -160,7 +165,7 @@ int udp_recv_batch(int fd, uint8_t *buf, uint32_t slot, uint32_t headroom, uint3
     msgs[i].msg_hdr.msg_control = ctrl[i].buf;
     msgs[i].msg_hdr.msg_controllen = sizeof ctrl[i].buf;
   }
-  uint32_t got = 0, chunk = budget > 0 && max > RX_FIRST_CHUNK ? RX_FIRST_CHUNK : max;
+  uint32_t got = 0, chunk = budget > 0 ? rx_chunk(budget, 0, mean_hint ? *mean_hint : 0, max) : max;
   uint64_t bytes = 0;
   while (got < max) {
     int r;
@@ -173,10 +178,9 @@ int udp_recv_batch(int fd, uint8_t *buf, uint32_t slot, uint32_t headroom, uint3
     for (int i = 0; i < r; i++) bytes += msgs[got + i].msg_len;
     got += (uint32_t)r;
     if ((uint32_t)r < chunk || budget == 0 || bytes >= budget) break;
-    uint64_t mean = bytes / got, more = mean > 0 ? (budget - bytes) / mean : max;
-    chunk = max - got;
-    if (more < chunk) chunk = more > 0 ? (uint32_t)more : 1;
+    chunk = rx_chunk(budget, bytes, bytes / got, max - got);
   }
+  if (mean_hint && got > 0) *mean_hint = (uint32_t)(bytes / got);
   int n = (int)got;
   for (int i = 0; i < n; i++) {
     lens[i] = msgs[i].msg_len;
@@ -215,7 +219,7 @@ napi_value udp_recv_batch_js(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "meta must hold 3 entries per slot");
     return NULL;
   }
-  int n = udp_recv_batch(fd, buf, slot, headroom, lens, meta, max, 0);
+  int n = udp_recv_batch(fd, buf, slot, headroom, lens, meta, max, 0, NULL);
   if (n < 0) {
     throw_errno(env, "recvmmsg", -n);
     return NULL;
