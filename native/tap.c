@@ -7,10 +7,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <linux/bpf.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "batch.h"
@@ -166,6 +168,47 @@ napi_value close_fd(napi_env env, napi_callback_info info) {
   if (!get_i32(env, argv[0], "fd", &fd)) return NULL;
   if (close(fd) < 0) {
     throw_errno(env, "close", errno);
+    return NULL;
+  }
+  return make_undefined(env);
+}
+
+/*
+ * tapSetSteering(fd, program): loads an eBPF socket-filter program (struct
+ * bpf_insn entries, 8 bytes each, host byte order, built by the caller) and
+ * makes it the multi-queue TAP's queue selector (TUNSETSTEERINGEBPF): for each
+ * frame the device transmits (a frame the pod sends), the program's result
+ * modulo the number of queues picks the queue, hence the fd that reads it. The
+ * device keeps its own reference; the program fd is closed here.
+ */
+napi_value tap_set_steering(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  int32_t fd;
+  uint8_t *prog;
+  size_t len;
+  if (!get_args(env, info, 2, argv)) return NULL;
+  if (!get_i32(env, argv[0], "fd", &fd) || !get_u8_array(env, argv[1], "program", &prog, &len)) return NULL;
+  if (len == 0 || len % sizeof(struct bpf_insn) != 0 || len / sizeof(struct bpf_insn) > BPF_MAXINSNS) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "program must be 1 to 4096 instructions of 8 bytes");
+    return NULL;
+  }
+  static const char license[] = "GPL";
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
+  attr.insn_cnt = (uint32_t)(len / sizeof(struct bpf_insn));
+  attr.insns = (uint64_t)(uintptr_t)prog;
+  attr.license = (uint64_t)(uintptr_t)license;
+  int pfd = (int)syscall(__NR_bpf, BPF_PROG_LOAD, &attr, sizeof attr);
+  if (pfd < 0) {
+    throw_errno(env, "bpf BPF_PROG_LOAD", errno);
+    return NULL;
+  }
+  int rc = ioctl(fd, TUNSETSTEERINGEBPF, &pfd);
+  int err = errno;
+  close(pfd);
+  if (rc < 0) {
+    throw_errno(env, "ioctl TUNSETSTEERINGEBPF", err);
     return NULL;
   }
   return make_undefined(env);

@@ -80,3 +80,73 @@ export function priorityLaneProgram(littleEndian: boolean): Uint8Array {
     { code: BPF_RET_K, k: LANE_PRIORITY, label: 'prio' },
   ], littleEndian)
 }
+
+/*
+ * The same lane for frames a pod sends. A pod's TAP is multi-queue with two
+ * queues, read by two fds of the agent: 0 (bulk) and 1 (priority). An eBPF
+ * program the device runs for every frame the pod transmits (TUNSETSTEERINGEBPF,
+ * a socket-filter program; its result modulo the queue count picks the queue)
+ * sends ARP, ICMP and ICMPv6 to queue 1, so a ping does not wait in the TAP's
+ * ring behind the pod's own bulk transfer. Offsets are from the Ethernet header.
+ */
+
+/** TAP queue indices the pod steering program returns. */
+export const QUEUE_BULK = 0
+export const QUEUE_PRIORITY = 1
+
+/** eBPF opcodes used here (include/uapi/linux/bpf.h). */
+export const EBPF_MOV64_X = 0xbf
+export const EBPF_MOV64_K = 0xb7
+export const EBPF_LD_ABS_H = 0x28
+export const EBPF_LD_ABS_B = 0x30
+export const EBPF_JEQ_K = 0x15
+export const EBPF_JA = 0x05
+export const EBPF_EXIT = 0x95
+
+/** One eBPF instruction; `to` names a label (a jump's target), `k` the immediate. */
+interface EInsn { code: number; dst?: number; src?: number; k?: number; to?: string; label?: string }
+
+/** Resolves labels and encodes struct bpf_insn entries (host byte order; the register nibbles follow it). */
+export function assembleEbpf(insns: EInsn[], littleEndian: boolean): Uint8Array {
+  const at = new Map<string, number>()
+  insns.forEach((ins, i) => { if (ins.label !== undefined) at.set(ins.label, i) })
+  const out = new Uint8Array(insns.length * 8)
+  const dv = new DataView(out.buffer)
+  insns.forEach((ins, i) => {
+    let off = 0
+    if (ins.to !== undefined) {
+      const to = at.get(ins.to)
+      if (to === undefined || to <= i) throw new RangeError(`bad jump to ${ins.to} at ${i}`)
+      off = to - i - 1
+    }
+    const dst = ins.dst ?? 0
+    const src = ins.src ?? 0
+    dv.setUint8(i * 8, ins.code)
+    dv.setUint8(i * 8 + 1, littleEndian ? (src << 4) | dst : (dst << 4) | src)
+    dv.setInt16(i * 8 + 2, off, littleEndian)
+    dv.setInt32(i * 8 + 4, ins.k ?? 0, littleEndian)
+  })
+  return out
+}
+
+/** The pod TAP's steering program: ARP, ICMP and ICMPv6 -> QUEUE_PRIORITY, the rest -> QUEUE_BULK. */
+export function podLaneProgram(littleEndian: boolean): Uint8Array {
+  return assembleEbpf([
+    // LD_ABS takes the packet from the context in r6.
+    { code: EBPF_MOV64_X, dst: 6, src: 1 },
+    { code: EBPF_LD_ABS_H, k: 12 },
+    { code: EBPF_JEQ_K, k: ETHERTYPE_ARP, to: 'prio' },
+    { code: EBPF_JEQ_K, k: ETHERTYPE_IPV4, to: 'v4' },
+    { code: EBPF_JEQ_K, k: ETHERTYPE_IPV6, to: 'v6' },
+    { code: EBPF_JA, to: 'bulk' },
+    { code: EBPF_LD_ABS_B, k: 14 + 9, label: 'v4' },
+    { code: EBPF_JEQ_K, k: IPPROTO_ICMP, to: 'prio' },
+    { code: EBPF_JA, to: 'bulk' },
+    { code: EBPF_LD_ABS_B, k: 14 + 6, label: 'v6' },
+    { code: EBPF_JEQ_K, k: IPPROTO_ICMPV6, to: 'prio' },
+    { code: EBPF_MOV64_K, k: QUEUE_BULK, label: 'bulk' },
+    { code: EBPF_EXIT },
+    { code: EBPF_MOV64_K, k: QUEUE_PRIORITY, label: 'prio' },
+    { code: EBPF_EXIT },
+  ], littleEndian)
+}

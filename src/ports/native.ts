@@ -28,6 +28,8 @@ export interface NativeAddon {
   rxBudget(handle: object, bytes: number): void
   /** Attaches a classic BPF program (8-byte sock_filter entries) that picks the socket of fd's SO_REUSEPORT group for each datagram. */
   udpAttachSteering(fd: number, program: Uint8Array): void
+  /** Loads an eBPF socket-filter program (8-byte bpf_insn entries) as the multi-queue TAP's queue selector. */
+  tapSetSteering(fd: number, program: Uint8Array): void
   /** Busy-poll window of this thread's loop after each received batch, us (0 = off). */
   busyPoll(us: number): void
   csumAdd(buf: Uint8Array, off: number, len: number, sum: number): number
@@ -80,6 +82,8 @@ const HINTS: Record<string, string> = {
   'EADDRNOTAVAIL:bind': 'the underlay address is not configured on any interface of this host (check node.underlayIP)',
   'EADDRINUSE:bind': 'another process already uses this UDP port on that address (a kernel vxlan device or another agent?)',
   'EACCES:bind': 'binding a port below 1024 needs root or CAP_NET_BIND_SERVICE',
+  'EINVAL:ioctl TUNSETSTEERINGEBPF': 'the TAP is not multi-queue, or the kernel refused the steering program',
+  'EPERM:bpf BPF_PROG_LOAD': 'loading a BPF program needs root or CAP_BPF',
   'EBADF:read': 'the device was closed',
   'EBADFD:read': 'the TAP is not attached to a device any more',
   'EIO:read': 'the TAP device was removed or is down',
@@ -136,6 +140,7 @@ export const native: NativeAddon = {
   rxStart: wrap(raw.rxStart),
   udpRxStart: wrap(raw.udpRxStart),
   udpAttachSteering: wrap(raw.udpAttachSteering),
+  tapSetSteering: wrap(raw.tapSetSteering),
   busyPoll: wrap(raw.busyPoll),
 }
 

@@ -113,6 +113,15 @@ export class TapPort {
     return n
   }
 
+  /**
+   * Makes an eBPF program the queue selector of this multi-queue TAP: it picks,
+   * per frame the device transmits, which queue (which fd) reads it. See
+   * overlay/steering.ts.
+   */
+  setSteering(program: Uint8Array): void {
+    native.tapSetSteering(this.fd, program)
+  }
+
   setPersist(on: boolean): void {
     native.tapSetPersist(this.fd, on ? 1 : 0)
   }
