@@ -5,7 +5,7 @@
  *                              [--lane on,off] [--rx-batch 65536,0]
  *
  * For the kernel bridge+VXLAN path and for Tapestry with every combination of
- * vxlan.rcvbufBytes, busyPollUs, vxlan.priorityLane and rxBatchBytes given: ping RTT idle (p50, p99), ping RTT
+ * vxlan.rcvbufBytes, busyPollUs, priorityLane and rxBatchBytes given: ping RTT idle (p50, p99), ping RTT
  * while one TCP stream runs beside it (p50, p99), what that stream moved
  * (Gbit/s) and its retransmissions. Each Tapestry variant is a fresh pair of
  * agents (the same topology as bench/e2e.ts: two hosts, one pod each, pod MTU
@@ -115,7 +115,7 @@ async function main(): Promise<number> {
       const lab2 = new Lab()
       try {
         progress(`Tapestry, vxlan.rcvbufBytes ${rb}, busyPollUs ${us}, priorityLane ${lane}, rxBatchBytes ${rxb}, cpuLatencyUs ${cl ?? 'off'}`)
-        const p = await buildTapestry(lab2, { vxlan: { rcvbufBytes: rb, priorityLane: lane }, busyPollUs: us, rxBatchBytes: rxb, ...(cl === null ? {} : { cpuLatencyUs: cl }) })
+        const p = await buildTapestry(lab2, { vxlan: { rcvbufBytes: rb }, priorityLane: lane, busyPollUs: us, rxBatchBytes: rxb, ...(cl === null ? {} : { cpuLatencyUs: cl }) })
         rows.push({ path: 'Tapestry', rcvbufBytes: rb, busyPollUs: us, cpuLatencyUs: cl, priorityLane: lane, rxBatchBytes: rxb, ...await measure(lab2, p, pings) })
       } finally { await lab2.cleanup() }
     }
@@ -127,7 +127,7 @@ async function main(): Promise<number> {
     `${env.cpus} CPUs, load average ${env.loadAvgStart.toFixed(2)} at start; commit ${env.commit}`,
     '',
     table(
-      ['path', 'cpuLatencyUs', 'vxlan.rcvbufBytes', 'busyPollUs', 'vxlan.priorityLane', 'rxBatchBytes', 'idle p50 ms', 'idle p99 ms', 'loaded p50 ms', 'loaded p99 ms', 'stream Gbit/s', 'retransmits'],
+      ['path', 'cpuLatencyUs', 'vxlan.rcvbufBytes', 'busyPollUs', 'priorityLane', 'rxBatchBytes', 'idle p50 ms', 'idle p99 ms', 'loaded p50 ms', 'loaded p99 ms', 'stream Gbit/s', 'retransmits'],
       rows.map((r) => [r.path, r.cpuLatencyUs === null ? 'off' : String(r.cpuLatencyUs), String(r.rcvbufBytes ?? '-'), String(r.busyPollUs ?? '-'),
         r.priorityLane === null ? '-' : r.priorityLane ? 'on' : 'off', String(r.rxBatchBytes ?? '-'), cell(r.idle, (p) => ms(p.p50Ms)), cell(r.idle, (p) => ms(p.p99Ms)),
         cell(r.loaded, (p) => ms(p.p50Ms)), cell(r.loaded, (p) => ms(p.p99Ms)), cell(r.loaded, (p) => (p.bulk ? p.bulk.gbitPerSec.toFixed(2) : '-')),

@@ -16,7 +16,7 @@ import { Config, PodConfig, parseConfig, ConfigError } from './control/config'
 import { Datapath, PodSpec } from './datapath/datapath'
 import { TapPort } from './ports/tap'
 import { UdpPort } from './ports/udp'
-import { priorityLaneProgram } from './overlay/steering'
+import { podLaneProgram, priorityLaneProgram } from './overlay/steering'
 import { Batch } from './lib/batch'
 import { NativeError, native } from './ports/native'
 import { CpuLatencyRequest } from './ports/cpu-latency'
@@ -37,6 +37,8 @@ export const TX_POOL_SIZE = 4
 interface PodState {
   cfg: PodConfig
   tap: TapPort
+  /** The TAP's priority queue (priorityLane), or null. */
+  prio: TapPort | null
   portId: number
 }
 
@@ -84,7 +86,7 @@ export class Agent extends EventEmitter {
   readonly datapath: Datapath
   private cfg: Config
   private rx: UdpPort | null = null
-  /** The priority lane's socket (vxlan.priorityLane), or null. */
+  /** The priority lane's socket (priorityLane), or null. */
   private prio: UdpPort | null = null
   private tx: UdpPort[] = []
   private gsoTx: UdpPort[] = []
@@ -163,7 +165,7 @@ export class Agent extends EventEmitter {
     this.applyCpuLatency(this.cfg.cpuLatencyUs)
     const vx = this.cfg.vxlan
     const rxOpts = { addr: node.underlayAddr, port: node.vxlanPort, sndbuf: 8 << 20, noChecksum: true, gro: offloads, rx: this.datapath.underlayRx, rxBudget: this.cfg.rxBatchBytes }
-    if (vx.priorityLane) {
+    if (this.cfg.priorityLane) {
       // Both lanes share the port through SO_REUSEPORT, which would also let a second agent
       // (same user) bind it without an error: a plain bind first keeps "port in use" an error.
       UdpPort.open({ addr: node.underlayAddr, port: node.vxlanPort }).close()
@@ -202,7 +204,7 @@ export class Agent extends EventEmitter {
       ['node.podMtu', this.cfg.node.podMtu, next.node.podMtu], ['offloads', this.cfg.offloads, next.offloads],
       ['vxlan.srcPortMin', this.cfg.vxlan.srcPortMin, next.vxlan.srcPortMin], ['vxlan.srcPortMax', this.cfg.vxlan.srcPortMax, next.vxlan.srcPortMax],
       ['vxlan.rcvbufBytes', this.cfg.vxlan.rcvbufBytes, next.vxlan.rcvbufBytes],
-      ['vxlan.priorityLane', this.cfg.vxlan.priorityLane, next.vxlan.priorityLane], ['rxBatchBytes', this.cfg.rxBatchBytes, next.rxBatchBytes],
+      ['priorityLane', this.cfg.priorityLane, next.priorityLane], ['rxBatchBytes', this.cfg.rxBatchBytes, next.rxBatchBytes],
       ['api.socket', this.cfg.api.socket, next.api.socket],
       ['serviceRange', this.cfg.serviceRange, next.serviceRange],
       ['networks[].hostIP', JSON.stringify(this.cfg.networks.map((n) => [n.name, n.hostIP])), JSON.stringify(next.networks.filter((n) => this.cfg.networks.some((m) => m.name === n.name)).map((n) => [n.name, n.hostIP]))],
@@ -276,23 +278,26 @@ export class Agent extends EventEmitter {
     const kind = await linkKind(p.netns, p.ifname)
     let tap: TapPort
     let reattached = false
+    let prio: TapPort | null = null
     if (kind === 'tap') {
-      tap = TapPort.open({ name: p.ifname, netnsPath: p.netnsPath, vnetHdr: true, offloads: this.cfg.offloads, persist: true, rx: this.datapath.podRx, rxBudget: this.cfg.rxBatchBytes })
+      [tap, prio] = this.openPodQueues(p.ifname, p.netnsPath)
       reattached = true
       try {
         await configurePodInterface(iface)
       } catch (err) {
+        prio?.close()
         tap.close()
         throw err
       }
     } else if (kind !== null) {
       throw new TapestryError('TAPESTRY_POD_IFNAME_TAKEN', `pod ${p.name}: netns ${p.netns} already has an interface ${p.ifname} (a ${kind}, not a Tapestry TAP); choose another ifname or remove it`)
     } else {
-      tap = TapPort.open({ name: iface.tapName, vnetHdr: true, offloads: this.cfg.offloads, persist: true, rx: this.datapath.podRx, rxBudget: this.cfg.rxBatchBytes })
+      [tap, prio] = this.openPodQueues(iface.tapName, undefined)
       try {
         await setupPodInterface(iface)
       } catch (err) {
         tap.setPersist(false)
+        prio?.close()
         tap.close()
         throw err
       }
@@ -301,12 +306,45 @@ export class Agent extends EventEmitter {
       name: p.name, vni: p.vni, macHi: p.macHi, macLo: p.macLo, ip: p.ipAddr, mtu: this.cfg.node.podMtu,
       portSecurity: p.portSecurity, vnetHdr: tap.vnetHdr, uso: tap.uso,
     }
-    const port = this.datapath.addPod(spec, tap)
+    const port = this.datapath.addPod(spec, tap, prio)
     // Announce it: an address handed out again must not stay mapped to the old pod's MAC elsewhere.
     this.datapath.announce(port)
-    this.pods.set(p.name, { cfg: p, tap, portId: port.id })
+    this.pods.set(p.name, { cfg: p, tap, prio, portId: port.id })
     this.emit('pod-added', p, this.dynamic.find((d) => d.name === p.name)?.containerId ?? null)
     this.log.info({ pod: p.name, netns: p.netns, ip: p.ip, mac: p.mac, vni: p.vni, port: port.id, reattached }, reattached ? 'pod re-attached' : 'pod added')
+  }
+
+  /**
+   * Opens a pod's TAP (creating it, or attaching to the persistent one, by name in
+   * the agent's namespace or in `netnsPath`). With priorityLane it is multi-queue:
+   * a second queue is opened and the steering program set, so the pod's ARP and
+   * ICMP are read apart from its bulk traffic (overlay/steering.ts). A persistent
+   * TAP made the other way (by an agent with the other setting, or an older one)
+   * is attached as it is: queue flags must match, so the other kind is tried.
+   */
+  private openPodQueues(name: string, netnsPath: string | undefined): [TapPort, TapPort | null] {
+    const open = (multiQueue: boolean) => TapPort.open({ name, netnsPath, multiQueue, vnetHdr: true, offloads: this.cfg.offloads, persist: true, rx: this.datapath.podRx, rxBudget: this.cfg.rxBatchBytes })
+    let multiQueue = this.cfg.priorityLane
+    let tap: TapPort
+    try {
+      tap = open(multiQueue)
+    } catch (err) {
+      if (!(err instanceof NativeError) || err.code !== 'EINVAL' || err.syscall !== 'ioctl TUNSETIFF') throw err
+      multiQueue = !multiQueue
+      tap = open(multiQueue)
+      this.log.info({ tap: name, multiQueue }, 'persistent TAP attached with its own queue setting')
+    }
+    if (!multiQueue || !this.cfg.priorityLane) return [tap, null]
+    let prio: TapPort | null = null
+    try {
+      prio = open(true)
+      tap.setSteering(podLaneProgram(os.endianness() === 'LE'))
+      return [tap, prio]
+    } catch (err) {
+      prio?.close()
+      tap.close()
+      throw err
+    }
   }
 
   /**
@@ -320,6 +358,7 @@ export class Agent extends EventEmitter {
     if (forGood) {
       try { st.tap.setPersist(false) } catch (err) { this.log.warn({ pod: name, err }, 'could not clear persist on the pod TAP') }
     }
+    st.prio?.close()
     st.tap.close()
     this.pods.delete(name)
     if (forGood) this.emit('pod-removed', name, st.cfg)

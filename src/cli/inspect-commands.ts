@@ -57,17 +57,16 @@ export const fdbCommand: Command = ({
   },
 })
 
-export const statsCommand: Command = simple('Show counters: frames, bytes, drops by reason, FDB, offloads.', 'tapestry stats [--json] [--socket PATH]', [],
+export const statsCommand: Command = simple('Show counters: frames, bytes, drops by reason, FDB, offloads, priority lane.', 'tapestry stats [--json] [--socket PATH]', [],
   async (c) => {
     const s = await request<Record<string, unknown>>(c.socket, 'GET', '/v1/stats')
     if (c.json) return JSON.stringify(s, null, 2) + '\n'
     const drops = Object.entries(s.drops as Record<string, number>).map(([reason, count]) => ({ reason, count }))
     const pods = Object.entries(s.pods as Record<string, Record<string, number>>).map(([name, v]) => ({ port: name, ...v }))
-    const u = s.underlay as Record<string, number>
-    return table([{ port: 'underlay', ...u }, ...pods], ['port', 'rxFrames', 'rxBytes', 'txFrames', 'txBytes']) +
+    return table([{ port: 'underlay', ...(s.underlay as object) }, ...pods], ['port', 'rxFrames', 'rxBytes', 'txFrames', 'txBytes', 'priorityRxFrames']) +
       '\n' + table(drops, ['reason', 'count']) + '\n' + `fdb: ${JSON.stringify(s.fdb)}\narp: ${JSON.stringify(s.arp)}\nmean batch: ${(s.meanBatch as number).toFixed(2)} frames\n` +
       `offloads: ${JSON.stringify(s.offloads)}\n` +
-      `priority lane: ${u.priorityRxFrames} datagrams, ${u.priorityRxBytes} bytes (ARP, ICMP, ICMPv6 read ahead of the bulk queue)\n`
+      'priorityRxFrames: of rxFrames, those read through the priority lane (ARP, ICMP, ICMPv6 ahead of bulk traffic)\n'
   })
 
 /** A /v1/peers row as the table shows it: RTT, loss, whether full-size VXLAN packets get through, last answer. */

@@ -74,9 +74,12 @@ export function statsView(agent: Agent): Record<string, unknown> {
   const c = dp.fdb.counters
   return {
     node: agent.config.node.name,
-    // priorityRx: datagrams and bytes of underlay rx that came through the priority lane (overlay/steering.ts).
+    // priorityRx*: what of rx came through the priority lane (overlay/steering.ts): datagrams, or a pod TAP's frames.
     underlay: { ...port(UNDERLAY_PORT), priorityRxFrames: dp.priorityRx[0], priorityRxBytes: dp.priorityRx[1] },
-    pods: Object.fromEntries(agent.podStates().map((p) => [p.name, port(p.port)])),
+    pods: Object.fromEntries(agent.podStates().map((p) => {
+      const q = dp.pod(p.port)?.prioRx
+      return [p.name, { ...port(p.port), priorityRxFrames: q?.[0] ?? 0, priorityRxBytes: q?.[1] ?? 0 }]
+    })),
     drops,
     fdb: {
       entries: dp.fdb.size, learned: c[FdbCounter.Learned], moved: c[FdbCounter.Moved], aged: c[FdbCounter.Aged],

@@ -209,8 +209,6 @@ export const vxlanSchema = z.strictObject({
    */
   rcvbufBytes: z.number({ error: notA(rcvbufWhat) }).int({ error: notA(rcvbufWhat) })
     .min(65536, { error: notA(rcvbufWhat) }).max(1 << 30, { error: notA(rcvbufWhat) }).default(VXLAN_DEFAULT_RCVBUF),
-  /** ARP, ICMP and ICMPv6 from peers get a socket of their own, read ahead of the bulk queue. */
-  priorityLane: bool.default(true),
 }, { error: notA('a mapping') })
 
 const positiveInt = z.number({ error: notA('a positive integer') })
@@ -342,6 +340,12 @@ export const configSchema = z.strictObject({
   fdb: fdbSchema.prefault({}),
   storm: stormSchema.prefault({}),
   offloads: bool.default(true),
+  /**
+   * ARP, ICMP and ICMPv6 get a queue of their own, read ahead of bulk traffic:
+   * a second socket on the VXLAN port and a second queue on each pod's TAP
+   * (overlay/steering.ts).
+   */
+  priorityLane: bool.default(true),
   /**
    * Bytes after which a receive batch, from a pod's TAP or the VXLAN socket,
    * ends (0: 64 frames or datagrams, which with offloads can be 4 MiB,

@@ -99,8 +99,6 @@ export interface VxlanConfig {
   srcPortMax: number
   /** Receive buffer of the VXLAN socket, bytes. */
   rcvbufBytes: number
-  /** ARP, ICMP and ICMPv6 from peers are read from a socket of their own, ahead of bulk traffic (overlay/steering.ts). */
-  priorityLane: boolean
 }
 
 export interface FdbConfig {
@@ -146,6 +144,8 @@ export interface Config {
   offloads: boolean
   /** Busy-poll window after each received batch, microseconds (0 = off). */
   busyPollUs: number
+  /** ARP, ICMP and ICMPv6 are read through a socket and TAP queues of their own, ahead of bulk traffic (overlay/steering.ts). */
+  priorityLane: boolean
   /** A receive batch (a pod's TAP, the VXLAN socket) ends once it holds this many bytes (0 = 64 frames, whatever their size). */
   rxBatchBytes: number
   /** PM QoS CPU latency limit held while the agent runs, microseconds (null = none). */
@@ -306,6 +306,7 @@ function normalize(raw: RawConfig): Config {
     offloads: raw.offloads,
     busyPollUs: raw.busyPollUs,
     rxBatchBytes: raw.rxBatchBytes,
+    priorityLane: raw.priorityLane,
     cpuLatencyUs: raw.cpuLatencyUs ?? null,
     log: { ...raw.log },
     api: { socket: raw.api.socket ?? `/run/tapestry/${raw.node.name}.sock` },

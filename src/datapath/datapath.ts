@@ -211,6 +211,10 @@ export class PodPort {
   floodRefilledAt = 0
   /** Bytes of virtio-net header in front of each frame on this port. */
   readonly vnetLen: number
+  /** The TAP's priority queue (overlay/steering.ts podLaneProgram), read beside io; frames go out through io. */
+  prio: FrameIo | null = null
+  /** Frames and bytes read from the priority queue. */
+  readonly prioRx = new Float64Array(2)
   constructor(readonly id: number, readonly spec: PodSpec, readonly io: FrameIo) {
     this.vnetLen = spec.vnetHdr ? VNET_HLEN : 0
     this.tx = new TxList(Math.max(256, io.rx.slots * 4))
@@ -382,7 +386,7 @@ export class Datapath {
   }
 
   /** Adds a pod port and starts reading from it. */
-  addPod(spec: PodSpec, io: FrameIo): PodPort {
+  addPod(spec: PodSpec, io: FrameIo, prio: FrameIo | null = null): PodPort {
     const net = this.nets.get(spec.vni)
     if (!net) throw new Error(`pod ${spec.name}: no network with VNI ${spec.vni}`)
     let id = -1
@@ -398,7 +402,9 @@ export class Datapath {
     this.arp.addStatic(spec.vni, spec.ip, spec.macHi, spec.macLo)
     this.servicePath.setGateway(id, net.gatewayIp)
     for (let s = 0; s < 4; s++) this.stats[id * 4 + s] = 0
+    pod.prio = prio
     io.start((n) => this.onPodBatch(pod, n))
+    prio?.start((n) => this.onPodPriorityBatch(pod, n))
     return pod
   }
 
@@ -436,6 +442,7 @@ export class Datapath {
     const pod = this.pods[id]
     if (!pod) return
     pod.io.stop()
+    pod.prio?.stop()
     this.pods[id] = null
     this.fdb.removeStatic(pod.spec.vni, pod.spec.macHi, pod.spec.macLo)
     this.fdb.removePort(id)
@@ -516,10 +523,22 @@ export class Datapath {
 
   /** One batch from a pod's TAP. */
   onPodBatch(pod: PodPort, n: number): void {
+    this.podBatch(pod, pod.io.rx, n)
+  }
+
+  /** One batch from the pod's priority queue: the same path, counted apart. */
+  onPodPriorityBatch(pod: PodPort, n: number): void {
+    const q = pod.prio
+    if (q === null || n <= 0) return
+    pod.prioRx[0] += n
+    for (let i = 0; i < n; i++) pod.prioRx[1] += q.rx.len[i]
+    this.podBatch(pod, q.rx, n)
+  }
+
+  private podBatch(pod: PodPort, rx: Batch, n: number): void {
     if (n <= 0) return
     const now = this.now()
     this.batchMtu = pod.spec.mtu
-    const rx = pod.io.rx
     const buf = rx.data
     const spec = pod.spec
     const vni = spec.vni

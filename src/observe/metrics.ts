@@ -157,10 +157,19 @@ export function createAgentMetrics(src: MetricsSource): AgentMetrics {
       OFFLOAD_NAMES.forEach((kind, i) => this.inc({ kind }, o[i]))
     },
   })
-  new Counter({ name: 'tapestry_underlay_priority_rx_datagrams_total', help: 'VXLAN datagrams read through the priority lane (ARP, ICMP, ICMPv6 ahead of bulk traffic; vxlan.priorityLane).', registers: reg,
-    collect() { this.reset(); this.inc(dp().priorityRx[0]) } })
-  new Counter({ name: 'tapestry_underlay_priority_rx_bytes_total', help: 'Bytes of those datagrams.', registers: reg,
-    collect() { this.reset(); this.inc(dp().priorityRx[1]) } })
+  const laneCounter = (name: string, help: string, k: number): void => {
+    new Counter({
+      name, help, labelNames: ['port'], registers: reg,
+      collect() {
+        this.reset()
+        const d = dp()
+        this.inc({ port: 'underlay' }, d.priorityRx[k])
+        for (const p of src.podStates()) this.inc({ port: p.name }, d.pod(p.port)?.prioRx[k] ?? 0)
+      },
+    })
+  }
+  laneCounter('tapestry_priority_lane_frames_total', 'Frames read through the priority lane (ARP, ICMP, ICMPv6 ahead of bulk traffic; priorityLane): VXLAN datagrams on the underlay, frames from a pod TAP\'s second queue.', 0)
+  laneCounter('tapestry_priority_lane_bytes_total', 'Bytes of those frames.', 1)
   new Gauge({ name: 'tapestry_batch_size_mean', help: 'Mean frames per batch since the agent started.', registers: reg,
     collect() { const d = dp(); this.set(d.batches > 0 ? d.batchFrames / d.batches : 0) } })
   new Gauge({ name: 'tapestry_pods', help: 'Pods attached to this agent.', registers: reg, collect() { this.set(src.podStates().length) } })

@@ -25,7 +25,7 @@ export async function tapestry(lab: Lab, host: Host, socket: string, ...args: st
 export interface AgentStats {
   node: string
   underlay: { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; priorityRxFrames: number; priorityRxBytes: number }
-  pods: Record<string, { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number }>
+  pods: Record<string, { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; priorityRxFrames: number; priorityRxBytes: number }>
   drops: Record<string, number>
   fdb: { entries: number; learned: number; moved: number; aged: number; staticMoveRefused: number; limitDrops: number }
   arp: { entries: number; answered: number }

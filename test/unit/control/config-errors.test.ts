@@ -46,7 +46,7 @@ const rows: Row[] = [
   { name: 'networks that is not a list', breakIt: (c) => { c.networks = { blue: 1 }; c.pods = [] }, path: 'networks', reason: 'is not a list' },
   { name: 'boolean given as yes', breakIt: (c) => { c.offloads = 'yes' }, path: 'offloads', reason: '"yes" is not true or false' },
   { name: 'receive buffer too small', breakIt: (c) => { c.vxlan = { rcvbufBytes: 4096 } }, path: 'vxlan.rcvbufBytes', reason: '4096 is not an integer number of bytes from 65536 to 1073741824' },
-  { name: 'priority lane given as a string', breakIt: (c) => { c.vxlan = { priorityLane: 'on' } }, path: 'vxlan.priorityLane', reason: '"on" is not true or false' },
+  { name: 'priority lane given as a string', breakIt: (c) => { c.priorityLane = 'on' }, path: 'priorityLane', reason: '"on" is not true or false' },
   { name: 'receive batch budget too small', breakIt: (c) => { c.rxBatchBytes = 1500 }, path: 'rxBatchBytes', reason: '1500 is not 0 or an integer number of bytes from 16384 to 67108864' },
   { name: 'receive batch budget not an integer', breakIt: (c) => { c.rxBatchBytes = 65536.5 }, path: 'rxBatchBytes', reason: '65536.5 is not 0 or an integer number of bytes from 16384 to 67108864' },
   { name: 'busy-poll window too long', breakIt: (c) => { c.busyPollUs = 200000 }, path: 'busyPollUs', reason: '200000 is not an integer from 0 to 100000 (microseconds)' },

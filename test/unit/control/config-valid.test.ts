@@ -34,12 +34,13 @@ test('a config with only required keys normalizes with every default', () => {
     peerAddrs: [0xc0a8fa02, 0xc0a8fa03],
     learnPeers: false,
     arpSuppression: true,
-    vxlan: { srcPortMin: 32768, srcPortMax: 61000, rcvbufBytes: 8388608, priorityLane: true },
+    vxlan: { srcPortMin: 32768, srcPortMax: 61000, rcvbufBytes: 8388608 },
     fdb: { ageSeconds: 300, maxEntries: 1048576, maxPerVni: 0, maxPerPort: 0 },
     storm: { floodPerSecond: 2000, burst: 2000 },
     offloads: true,
     busyPollUs: 0,
     rxBatchBytes: 65536,
+    priorityLane: true,
     cpuLatencyUs: null,
     log: { level: 'info' },
     api: { socket: '/run/tapestry/host-a.sock' },
@@ -80,9 +81,10 @@ test('explicit values override every default', () => {
   cfg.node = { name: 'host-b', underlayIP: '10.0.0.1', vxlanPort: 8472, mtu: 9000, podMtu: 8000 }
   cfg.learnPeers = true
   cfg.arpSuppression = false
-  cfg.vxlan = { srcPortMin: 1000, srcPortMax: 1000, rcvbufBytes: 524288, priorityLane: false }
+  cfg.vxlan = { srcPortMin: 1000, srcPortMax: 1000, rcvbufBytes: 524288 }
   cfg.busyPollUs = 50
   cfg.rxBatchBytes = 0
+  cfg.priorityLane = false
   cfg.cpuLatencyUs = 0
   cfg.fdb = { ageSeconds: 0.5, maxEntries: 16, maxPerVni: 8, maxPerPort: 4 }
   cfg.offloads = false
@@ -95,9 +97,10 @@ test('explicit values override every default', () => {
   assert.deepEqual(c.node, { name: 'host-b', underlayIP: '10.0.0.1', underlayAddr: 0x0a000001, vxlanPort: 8472, mtu: 9000, podMtu: 8000 })
   assert.equal(c.learnPeers, true)
   assert.equal(c.arpSuppression, false)
-  assert.deepEqual(c.vxlan, { srcPortMin: 1000, srcPortMax: 1000, rcvbufBytes: 524288, priorityLane: false })
+  assert.deepEqual(c.vxlan, { srcPortMin: 1000, srcPortMax: 1000, rcvbufBytes: 524288 })
   assert.equal(c.busyPollUs, 50)
   assert.equal(c.rxBatchBytes, 0)
+  assert.equal(c.priorityLane, false)
   assert.equal(c.cpuLatencyUs, 0)
   assert.deepEqual(c.fdb, { ageSeconds: 0.5, maxEntries: 16, maxPerVni: 8, maxPerPort: 4 })
   assert.equal(c.offloads, false)

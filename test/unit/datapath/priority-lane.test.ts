@@ -56,3 +56,43 @@ test('detaching the underlay stops both sockets', () => {
   assert.equal(rig.underlay.started, false)
   assert.equal(rig.priority?.started, false)
 })
+
+test("a pod's priority queue: its frames are switched like the bulk queue's, counted apart, and written back through the bulk queue", () => {
+  const rig = new Rig({ priority: true })
+  const a = rig.addPod({ ...A, prio: true })
+  const b = rig.addPod(B)
+  const ping = icmpFrom(A, B)
+  const toPeer = icmpFrom(A, R)
+  rig.fromUnderlay([fromPeer(PEER_1, vxlanPacket(VNI_A, tcpFrame({ ethSrc: R.mac, ethDst: A.mac, src: R.ip, dst: A.ip, payload: pattern(10) })))])
+  rig.takeFrames(a)
+  rig.fromPodPriority(a, [ping, toPeer])
+  assert.deepEqual(rig.takeFrames(b), [ping])
+  const sent = rig.takeUnderlay()
+  assert.equal(sent.length, 1)
+  assert.equal(sent[0].addr, PEER_1)
+  const pod = rig.dp.pod(a.id)
+  assert.ok(pod)
+  assert.deepEqual([...pod.prioRx], [2, ping.length + toPeer.length])
+  // A reply to A goes out through A's bulk queue (the only one written).
+  rig.fromPod(b, [icmpFrom(B, A)])
+  assert.equal(a.io.take().length, 1)
+  assert.equal(a.prio?.take().length, 0)
+  assert.deepEqual(rig.drops(), {})
+})
+
+test("port security holds on a pod's priority queue", () => {
+  const rig = new Rig()
+  const a = rig.addPod({ ...A, prio: true })
+  const b = rig.addPod(B)
+  rig.fromPodPriority(a, [icmpFrom({ mac: A.mac, ip: '10.1.0.99' }, B)])
+  assert.deepEqual(rig.takeFrames(b), [])
+  assert.deepEqual(rig.drops(), { Spoofed: 1 })
+})
+
+test('removing a pod stops both of its queues', () => {
+  const rig = new Rig()
+  const a = rig.addPod({ ...A, prio: true })
+  rig.dp.removePod(a.id)
+  assert.equal(a.io.started, false)
+  assert.equal(a.prio?.started, false)
+})

@@ -37,11 +37,15 @@ export interface PodOpts {
   vnetHdr?: boolean
   /** The pod's port takes UDP GSO frames (a TAP with USO): UDP datagrams are merged for it. */
   uso?: boolean
+  /** A second (priority) queue beside the pod's port, as a multi-queue TAP with the lane's steering program. */
+  prio?: boolean
 }
 
 export interface Pod {
   id: number
   io: MemoryFrameIo
+  /** The priority queue (PodOpts.prio), or null. */
+  prio: MemoryFrameIo | null
   spec: PodSpec
 }
 
@@ -96,10 +100,12 @@ export class Rig {
       mtu: o.mtu ?? 1500, portSecurity: o.portSecurity ?? true, vnetHdr: o.vnetHdr ?? false, uso: o.uso ?? false,
     }
     const io = new MemoryFrameIo(this.arena ? { rx: this.dp.podRx } : {})
+    const prio = o.prio ? new MemoryFrameIo(this.arena ? { rx: this.dp.podRx } : {}) : null
     const asFrameIo: FrameIo = io
-    const port = this.dp.addPod(spec, asFrameIo)
+    const port = this.dp.addPod(spec, asFrameIo, prio)
     assert.ok(io.started, 'addPod starts reading')
-    return { id: port.id, io, spec }
+    if (prio) assert.ok(prio.started, 'addPod starts reading the priority queue')
+    return { id: port.id, io, prio, spec }
   }
 
   /**
@@ -116,6 +122,13 @@ export class Rig {
   fromUnderlay(datagrams: InboundDatagram[]): void {
     this.underlay.inject(datagrams)
     this.underlay.deliver()
+  }
+
+  /** One batch from a pod's priority queue. */
+  fromPodPriority(pod: Pod, frames: Uint8Array[]): void {
+    assert.ok(pod.prio, 'pod made with prio: true')
+    pod.prio.inject(frames)
+    pod.prio.deliver()
   }
 
   /** One batch of datagrams from the priority lane's socket. */
