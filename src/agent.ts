@@ -342,6 +342,8 @@ export class Agent extends EventEmitter {
       return [tap, prio]
     } catch (err) {
       prio?.close()
+      // A TAP made just now (not one re-attached in a pod) must not outlive the failure.
+      if (netnsPath === undefined) try { tap.setPersist(false) } catch { /* closing below removes it or reports nothing more */ }
       tap.close()
       throw err
     }

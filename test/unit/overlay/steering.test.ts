@@ -1,13 +1,18 @@
 /**
- * The priority lane's classic BPF program (overlay/steering.ts), run by a small
- * interpreter of the instructions it uses, with the kernel's semantics: a load
- * past the end of the datagram ends the program with 0. The kernel's own run of
- * it is checked on real sockets (test/e2e/udp-lanes.test.ts) and in running
- * agents (test/e2e/overlay-priority-lane.test.ts).
+ * The priority lane's programs (overlay/steering.ts): the classic BPF one for the
+ * underlay socket and the eBPF one for pod TAPs, each run by a small interpreter
+ * of the instructions it uses, with the kernel's semantics: a load past the end
+ * of the packet ends the program with 0. The kernel's own runs of them are
+ * checked on real sockets (test/e2e/udp-lanes.test.ts), on a real multi-queue
+ * TAP (test/e2e/tap-lanes.test.ts) and in running agents
+ * (test/e2e/overlay-priority-lane.test.ts).
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { BPF_JEQ_K, BPF_LD_B_ABS, BPF_LD_H_ABS, BPF_RET_K, LANE_BULK, LANE_PRIORITY, assemble, priorityLaneProgram } from '../../../src/overlay/steering'
+import {
+  BPF_JEQ_K, BPF_LD_B_ABS, BPF_LD_H_ABS, BPF_RET_K, EBPF_EXIT, EBPF_JA, EBPF_JEQ_K, EBPF_LD_ABS_B, EBPF_LD_ABS_H, EBPF_MOV64_K, EBPF_MOV64_X,
+  LANE_BULK, LANE_PRIORITY, QUEUE_BULK, QUEUE_PRIORITY, assemble, assembleEbpf, podLaneProgram, priorityLaneProgram,
+} from '../../../src/overlay/steering'
 import { BROADCAST, arpFrame, tcpFrame, udpFrame, vxlanPacket } from '../wire/frames'
 
 /** Runs a program over `pkt` (offset 0 = the UDP payload, as SO_ATTACH_REUSEPORT_CBPF sees it). */
@@ -100,4 +105,60 @@ test('assemble resolves forward labels and refuses a jump backwards or to a miss
   assert.equal(run(p, new Uint8Array(0)), 9)
   assert.throws(() => assemble([{ code: BPF_RET_K, k: 0, label: 'top' }, { code: BPF_JEQ_K, k: 0, jt: 'top' }], true), /bad jump to top/)
   assert.throws(() => assemble([{ code: BPF_JEQ_K, k: 0, jt: 'nowhere' }], true), /bad jump to nowhere/)
+})
+
+/** Runs the eBPF subset podLaneProgram uses over a frame (LD_ABS past the end: return 0, as the kernel does). */
+function runEbpf(prog: Uint8Array, frame: Uint8Array, littleEndian = true): number {
+  const dv = new DataView(prog.buffer, prog.byteOffset, prog.byteLength)
+  const r = new Array<number>(11).fill(0)
+  r[1] = -1 // the context; LD_ABS reads the packet through r6 = ctx
+  for (let pc = 0; pc < prog.length / 8;) {
+    const code = dv.getUint8(pc * 8)
+    const regs = dv.getUint8(pc * 8 + 1)
+    const dst = littleEndian ? regs & 0xf : regs >> 4
+    const src = littleEndian ? regs >> 4 : regs & 0xf
+    const off = dv.getInt16(pc * 8 + 2, littleEndian)
+    const imm = dv.getInt32(pc * 8 + 4, littleEndian)
+    pc++
+    switch (code) {
+      case EBPF_MOV64_X: r[dst] = r[src]; break
+      case EBPF_MOV64_K: r[dst] = imm; break
+      case EBPF_LD_ABS_H:
+        assert.equal(r[6], -1, 'LD_ABS needs the context in r6')
+        if (imm + 2 > frame.length) return 0
+        r[0] = (frame[imm] << 8) | frame[imm + 1]
+        break
+      case EBPF_LD_ABS_B:
+        assert.equal(r[6], -1, 'LD_ABS needs the context in r6')
+        if (imm + 1 > frame.length) return 0
+        r[0] = frame[imm]
+        break
+      case EBPF_JEQ_K: if (r[dst] === imm) pc += off; break
+      case EBPF_JA: pc += off; break
+      case EBPF_EXIT: return r[0]
+      default: throw new Error(`opcode ${code} not expected`)
+    }
+  }
+  throw new Error('ran off the end of the program')
+}
+
+test('the pod TAP program picks the same lanes from the Ethernet header, in either byte order', () => {
+  const udp6 = udpFrame({ v6: true, payload: new Uint8Array(100) })
+  const cases: [string, Uint8Array, number][] = [
+    ['arp', arp, QUEUE_PRIORITY], ['icmp', icmp4, QUEUE_PRIORITY], ['icmpv6', icmp6, QUEUE_PRIORITY],
+    ['tcp', tcp4, QUEUE_BULK], ['udp', udp4, QUEUE_BULK], ['tcp6', tcp6, QUEUE_BULK], ['udp6', udp6, QUEUE_BULK],
+    ['icmp cut before the protocol byte', icmp4.subarray(0, 23), QUEUE_BULK], ['empty', new Uint8Array(0), QUEUE_BULK],
+  ]
+  for (const le of [true, false]) {
+    const prog = podLaneProgram(le)
+    for (const [name, f, want] of cases) assert.equal(runEbpf(prog, f, le), want, `${name}, ${le ? 'little' : 'big'} endian`)
+    // And it agrees with the underlay program on the same frames behind a VXLAN header.
+    for (const [name, f] of cases) if (f.length > 0) assert.equal(runEbpf(prog, f, le), run(PROG, vxlanPacket(VNI, f)), name)
+  }
+})
+
+test('assembleEbpf encodes registers by byte order and refuses a jump backwards', () => {
+  assert.deepEqual([...assembleEbpf([{ code: EBPF_MOV64_X, dst: 6, src: 1 }], true)], [0xbf, 0x16, 0, 0, 0, 0, 0, 0])
+  assert.deepEqual([...assembleEbpf([{ code: EBPF_MOV64_X, dst: 6, src: 1 }], false)], [0xbf, 0x61, 0, 0, 0, 0, 0, 0])
+  assert.throws(() => assembleEbpf([{ code: EBPF_EXIT, label: 'top' }, { code: EBPF_JA, to: 'top' }], true), /bad jump to top/)
 })
