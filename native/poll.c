@@ -242,20 +242,25 @@ napi_value udp_rx_start(napi_env env, napi_callback_info info) {
   return start(env, info, KIND_UDP);
 }
 
+/* The poller behind a handle from rxStart/udpRxStart; 0 (and a TypeError thrown) for anything else. */
+static int get_poller(napi_env env, napi_value v, poller_t **out) {
+  bool ok = false;
+  void *data = NULL;
+  if (napi_check_object_type_tag(env, v, &POLLER_TAG, &ok) != napi_ok || !ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "handle must come from rxStart or udpRxStart");
+    return 0;
+  }
+  napi_get_value_external(env, v, &data);
+  *out = (poller_t *)data;
+  return 1;
+}
+
 /* rxBudget(handle, bytes): the poller's batches end once they hold this many bytes (0 = only the slot count bounds them). */
 napi_value rx_budget(napi_env env, napi_callback_info info) {
   napi_value argv[MAX_ARGS];
-  bool ok = false;
-  void *data;
+  poller_t *p;
   uint32_t bytes;
-  if (!get_args(env, info, 2, argv)) return NULL;
-  if (napi_check_object_type_tag(env, argv[0], &POLLER_TAG, &ok) != napi_ok || !ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "handle must come from rxStart or udpRxStart");
-    return NULL;
-  }
-  if (!get_u32(env, argv[1], "bytes", &bytes)) return NULL;
-  napi_get_value_external(env, argv[0], &data);
-  poller_t *p = (poller_t *)data;
+  if (!get_args(env, info, 2, argv) || !get_poller(env, argv[0], &p) || !get_u32(env, argv[1], "bytes", &bytes)) return NULL;
   if (p && !p->closing) p->budget = bytes;
   return make_undefined(env);
 }
@@ -263,15 +268,8 @@ napi_value rx_budget(napi_env env, napi_callback_info info) {
 /* rxStop(handle): idempotent. */
 napi_value rx_stop(napi_env env, napi_callback_info info) {
   napi_value argv[MAX_ARGS];
-  bool ok = false;
-  void *data;
-  if (!get_args(env, info, 1, argv)) return NULL;
-  if (napi_check_object_type_tag(env, argv[0], &POLLER_TAG, &ok) != napi_ok || !ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "handle must come from rxStart or udpRxStart");
-    return NULL;
-  }
-  napi_get_value_external(env, argv[0], &data);
-  poller_t *p = (poller_t *)data;
+  poller_t *p;
+  if (!get_args(env, info, 1, argv) || !get_poller(env, argv[0], &p)) return NULL;
   if (!p || p->closing) return make_undefined(env);
   p->closing = 1;
   napi_remove_env_cleanup_hook(env, env_cleanup, p);

@@ -182,21 +182,16 @@ napi_value close_fd(napi_env env, napi_callback_info info) {
  * device keeps its own reference; the program fd is closed here.
  */
 napi_value tap_set_steering(napi_env env, napi_callback_info info) {
-  napi_value argv[MAX_ARGS];
   int32_t fd;
   uint8_t *prog;
-  size_t len;
-  if (!get_args(env, info, 2, argv)) return NULL;
-  if (!get_i32(env, argv[0], "fd", &fd) || !get_u8_array(env, argv[1], "program", &prog, &len)) return NULL;
-  if (len == 0 || len % sizeof(struct bpf_insn) != 0 || len / sizeof(struct bpf_insn) > BPF_MAXINSNS) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "program must be 1 to 4096 instructions of 8 bytes");
-    return NULL;
-  }
+  size_t count;
+  if (!get_fd_and_program(env, info, &fd, &prog, &count)) return NULL;
+  _Static_assert(sizeof(struct bpf_insn) == 8, "get_fd_and_program counts 8-byte instructions");
   static const char license[] = "GPL";
   union bpf_attr attr;
   memset(&attr, 0, sizeof attr);
   attr.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
-  attr.insn_cnt = (uint32_t)(len / sizeof(struct bpf_insn));
+  attr.insn_cnt = (uint32_t)count;
   attr.insns = (uint64_t)(uintptr_t)prog;
   attr.license = (uint64_t)(uintptr_t)license;
   int pfd = (int)syscall(__NR_bpf, BPF_PROG_LOAD, &attr, sizeof attr);

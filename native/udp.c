@@ -110,19 +110,15 @@ napi_value udp_set_option(napi_env env, napi_callback_info info) {
  * sockets joined the group. The kernel verifies the program (EINVAL if unsafe).
  */
 napi_value udp_attach_steering(napi_env env, napi_callback_info info) {
-  napi_value argv[MAX_ARGS];
   int32_t fd;
   uint8_t *prog;
-  size_t len;
-  if (!get_args(env, info, 2, argv)) return NULL;
-  if (!get_i32(env, argv[0], "fd", &fd) || !get_u8_array(env, argv[1], "program", &prog, &len)) return NULL;
-  if (len == 0 || len % sizeof(struct sock_filter) != 0 || len / sizeof(struct sock_filter) > BPF_MAXINSNS) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "program must be 1 to 4096 instructions of 8 bytes");
-    return NULL;
-  }
+  size_t count;
+  if (!get_fd_and_program(env, info, &fd, &prog, &count)) return NULL;
+  _Static_assert(sizeof(struct sock_filter) == 8, "get_fd_and_program counts 8-byte instructions");
+  /* Copied: the view's bytes need not be aligned for struct sock_filter. */
   struct sock_filter insns[BPF_MAXINSNS];
-  memcpy(insns, prog, len);
-  struct sock_fprog fprog = {.len = (unsigned short)(len / sizeof(struct sock_filter)), .filter = insns};
+  memcpy(insns, prog, count * sizeof insns[0]);
+  struct sock_fprog fprog = {.len = (unsigned short)count, .filter = insns};
   if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &fprog, sizeof fprog) < 0) {
     throw_errno(env, "setsockopt SO_ATTACH_REUSEPORT_CBPF", errno);
     return NULL;

@@ -87,6 +87,18 @@ int get_f64_array(napi_env env, napi_value v, const char *what, double **data, s
   return get_typed(env, v, what, napi_float64_array, "a Float64Array", (void **)data, len);
 }
 
+int get_fd_and_program(napi_env env, napi_callback_info info, int32_t *fd, uint8_t **prog, size_t *count) {
+  napi_value argv[MAX_ARGS];
+  size_t len;
+  if (!get_args(env, info, 2, argv) || !get_i32(env, argv[0], "fd", fd) || !get_u8_array(env, argv[1], "program", prog, &len)) return 0;
+  if (len == 0 || len % 8 != 0 || len / 8 > 4096) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "program must be 1 to 4096 instructions of 8 bytes");
+    return 0;
+  }
+  *count = len / 8;
+  return 1;
+}
+
 const char *errno_name(int err) {
   switch (err) {
 #define E(x) case x: return #x;

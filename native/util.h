@@ -26,6 +26,10 @@ int get_u8_array(napi_env env, napi_value v, const char *what, uint8_t **data, s
 int get_u32_array(napi_env env, napi_value v, const char *what, uint32_t **data, size_t *len);
 int get_f64_array(napi_env env, napi_value v, const char *what, double **data, size_t *len);
 
+/* (fd, program) of the BPF loaders: a Uint8Array of 1 to 4096 instructions of 8 bytes
+ * (struct sock_filter and struct bpf_insn alike); *count is the instruction count. */
+int get_fd_and_program(napi_env env, napi_callback_info info, int32_t *fd, uint8_t **prog, size_t *count);
+
 /* Throws an Error whose `code` is the errno name (e.g. "EPERM"), with `errno` and `syscall` set. */
 void throw_errno(napi_env env, const char *syscall, int err);
 const char *errno_name(int err);

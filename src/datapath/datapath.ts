@@ -523,19 +523,16 @@ export class Datapath {
 
   /** One batch from a pod's TAP. */
   onPodBatch(pod: PodPort, n: number): void {
-    this.podBatch(pod, pod.io.rx, n)
+    this.podBatch(pod, pod.io.rx, n, null)
   }
 
   /** One batch from the pod's priority queue: the same path, counted apart. */
   onPodPriorityBatch(pod: PodPort, n: number): void {
-    const q = pod.prio
-    if (q === null || n <= 0) return
-    pod.prioRx[0] += n
-    for (let i = 0; i < n; i++) pod.prioRx[1] += q.rx.len[i]
-    this.podBatch(pod, q.rx, n)
+    if (pod.prio !== null) this.podBatch(pod, pod.prio.rx, n, pod.prioRx)
   }
 
-  private podBatch(pod: PodPort, rx: Batch, n: number): void {
+  /** `lane`: where a priority queue's batch is also counted (frames, bytes), or null. */
+  private podBatch(pod: PodPort, rx: Batch, n: number, lane: Float64Array | null): void {
     if (n <= 0) return
     const now = this.now()
     this.batchMtu = pod.spec.mtu
@@ -623,24 +620,22 @@ export class Datapath {
     }
     this.stats[st + STAT_RX_FRAMES] += n
     this.stats[st + STAT_RX_BYTES] += rxBytes
+    if (lane !== null) { lane[0] += n; lane[1] += rxBytes }
     this.flush(buf)
   }
 
   /** One batch of datagrams from the underlay socket. */
   onUnderlayBatch(n: number): void {
-    if (this.underlay !== null) this.underlayBatch(this.underlay, n)
+    if (this.underlay !== null) this.underlayBatch(this.underlay, n, null)
   }
 
   /** One batch from the priority lane's socket: the same path, counted apart. */
   onPriorityBatch(n: number): void {
-    const u = this.priority
-    if (u === null || n <= 0) return
-    this.priorityRx[0] += n
-    for (let i = 0; i < n; i++) this.priorityRx[1] += u.rx.len[i]
-    this.underlayBatch(u, n)
+    if (this.priority !== null) this.underlayBatch(this.priority, n, this.priorityRx)
   }
 
-  private underlayBatch(u: DatagramIo, n: number): void {
+  /** `lane`: where the priority socket's batch is also counted (datagrams, bytes), or null. */
+  private underlayBatch(u: DatagramIo, n: number, lane: Float64Array | null): void {
     if (n <= 0) return
     const now = this.now()
     const rx = u.rx
@@ -678,6 +673,7 @@ export class Datapath {
     this.groCloseAll()
     this.stats[UNDERLAY_PORT * 4 + STAT_RX_FRAMES] += n
     this.stats[UNDERLAY_PORT * 4 + STAT_RX_BYTES] += rxBytes
+    if (lane !== null) { lane[0] += n; lane[1] += rxBytes }
     this.flush(buf)
   }
 

@@ -22,7 +22,9 @@
  * extension headers or a datagram too short for a load go to the bulk socket
  * (a load past the end makes a classic BPF program return 0).
  */
-import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from '../wire/ethernet'
+import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HLEN, ETH_OFF_TYPE } from '../wire/ethernet'
+import { IPV4_OFF_PROTO, PROTO_ICMP } from '../wire/ipv4'
+import { IPV6_OFF_NEXT_HEADER, PROTO_ICMPV6 } from '../wire/ipv6'
 import { VXLAN_HLEN } from '../wire/vxlan'
 
 /** Socket indices in the reuseport group, by join order. */
@@ -35,31 +37,38 @@ export const BPF_LD_B_ABS = 0x30
 export const BPF_JEQ_K = 0x15
 export const BPF_RET_K = 0x06
 
-const IPPROTO_ICMP = 1
-const IPPROTO_ICMPV6 = 58
-const OFF_ETHERTYPE = VXLAN_HLEN + 12
-const OFF_IPV4_PROTO = VXLAN_HLEN + 14 + 9
-const OFF_IPV6_NEXT = VXLAN_HLEN + 14 + 6
+/** Where the lane's programs read, from the Ethernet header at `base`. */
+function offsets(base: number): { type: number; v4proto: number; v6next: number } {
+  return { type: base + ETH_OFF_TYPE, v4proto: base + ETH_HLEN + IPV4_OFF_PROTO, v6next: base + ETH_HLEN + IPV6_OFF_NEXT_HEADER }
+}
+
+/**
+ * A jump resolver for a program with labels: rel(label, i) is the forward
+ * distance from instruction i (0 for no label), at most `max`.
+ */
+function labels(insns: { label?: string }[], max: number): (l: string | undefined, i: number) => number {
+  const at = new Map<string, number>()
+  insns.forEach((ins, i) => { if (ins.label !== undefined) at.set(ins.label, i) })
+  return (l, i) => {
+    if (l === undefined) return 0
+    const to = at.get(l)
+    if (to === undefined || to <= i || to - i - 1 > max) throw new RangeError(`bad jump to ${l} at ${i}`)
+    return to - i - 1
+  }
+}
 
 /** One instruction; jt/jf name labels (or are 0: the next instruction). */
 interface Insn { code: number; k: number; jt?: string; jf?: string; label?: string }
 
 /** Resolves labels into relative jumps and encodes struct sock_filter entries (host byte order). */
 export function assemble(insns: Insn[], littleEndian: boolean): Uint8Array {
-  const at = new Map<string, number>()
-  insns.forEach((ins, i) => { if (ins.label !== undefined) at.set(ins.label, i) })
+  const rel = labels(insns, 255)
   const out = new Uint8Array(insns.length * 8)
   const dv = new DataView(out.buffer)
   insns.forEach((ins, i) => {
-    const rel = (l: string | undefined): number => {
-      if (l === undefined) return 0
-      const to = at.get(l)
-      if (to === undefined || to <= i || to - i - 1 > 255) throw new RangeError(`bad jump to ${l} at ${i}`)
-      return to - i - 1
-    }
     dv.setUint16(i * 8, ins.code, littleEndian)
-    dv.setUint8(i * 8 + 2, rel(ins.jt))
-    dv.setUint8(i * 8 + 3, rel(ins.jf))
+    dv.setUint8(i * 8 + 2, rel(ins.jt, i))
+    dv.setUint8(i * 8 + 3, rel(ins.jf, i))
     dv.setUint32(i * 8 + 4, ins.k >>> 0, littleEndian)
   })
   return out
@@ -67,15 +76,16 @@ export function assemble(insns: Insn[], littleEndian: boolean): Uint8Array {
 
 /** The priority lane's program: ARP, ICMP and ICMPv6 -> LANE_PRIORITY, the rest -> LANE_BULK. */
 export function priorityLaneProgram(littleEndian: boolean): Uint8Array {
+  const at = offsets(VXLAN_HLEN)
   return assemble([
-    { code: BPF_LD_H_ABS, k: OFF_ETHERTYPE },
+    { code: BPF_LD_H_ABS, k: at.type },
     { code: BPF_JEQ_K, k: ETHERTYPE_ARP, jt: 'prio' },
     { code: BPF_JEQ_K, k: ETHERTYPE_IPV4, jt: 'v4' },
     { code: BPF_JEQ_K, k: ETHERTYPE_IPV6, jt: 'v6', jf: 'bulk' },
-    { code: BPF_LD_B_ABS, k: OFF_IPV4_PROTO, label: 'v4' },
-    { code: BPF_JEQ_K, k: IPPROTO_ICMP, jt: 'prio', jf: 'bulk' },
-    { code: BPF_LD_B_ABS, k: OFF_IPV6_NEXT, label: 'v6' },
-    { code: BPF_JEQ_K, k: IPPROTO_ICMPV6, jt: 'prio', jf: 'bulk' },
+    { code: BPF_LD_B_ABS, k: at.v4proto, label: 'v4' },
+    { code: BPF_JEQ_K, k: PROTO_ICMP, jt: 'prio', jf: 'bulk' },
+    { code: BPF_LD_B_ABS, k: at.v6next, label: 'v6' },
+    { code: BPF_JEQ_K, k: PROTO_ICMPV6, jt: 'prio', jf: 'bulk' },
     { code: BPF_RET_K, k: LANE_BULK, label: 'bulk' },
     { code: BPF_RET_K, k: LANE_PRIORITY, label: 'prio' },
   ], littleEndian)
@@ -108,17 +118,11 @@ interface EInsn { code: number; dst?: number; src?: number; k?: number; to?: str
 
 /** Resolves labels and encodes struct bpf_insn entries (host byte order; the register nibbles follow it). */
 export function assembleEbpf(insns: EInsn[], littleEndian: boolean): Uint8Array {
-  const at = new Map<string, number>()
-  insns.forEach((ins, i) => { if (ins.label !== undefined) at.set(ins.label, i) })
+  const rel = labels(insns, 32767)
   const out = new Uint8Array(insns.length * 8)
   const dv = new DataView(out.buffer)
   insns.forEach((ins, i) => {
-    let off = 0
-    if (ins.to !== undefined) {
-      const to = at.get(ins.to)
-      if (to === undefined || to <= i) throw new RangeError(`bad jump to ${ins.to} at ${i}`)
-      off = to - i - 1
-    }
+    const off = rel(ins.to, i)
     const dst = ins.dst ?? 0
     const src = ins.src ?? 0
     dv.setUint8(i * 8, ins.code)
@@ -131,19 +135,20 @@ export function assembleEbpf(insns: EInsn[], littleEndian: boolean): Uint8Array 
 
 /** The pod TAP's steering program: ARP, ICMP and ICMPv6 -> QUEUE_PRIORITY, the rest -> QUEUE_BULK. */
 export function podLaneProgram(littleEndian: boolean): Uint8Array {
+  const at = offsets(0)
   return assembleEbpf([
     // LD_ABS takes the packet from the context in r6.
     { code: EBPF_MOV64_X, dst: 6, src: 1 },
-    { code: EBPF_LD_ABS_H, k: 12 },
+    { code: EBPF_LD_ABS_H, k: at.type },
     { code: EBPF_JEQ_K, k: ETHERTYPE_ARP, to: 'prio' },
     { code: EBPF_JEQ_K, k: ETHERTYPE_IPV4, to: 'v4' },
     { code: EBPF_JEQ_K, k: ETHERTYPE_IPV6, to: 'v6' },
     { code: EBPF_JA, to: 'bulk' },
-    { code: EBPF_LD_ABS_B, k: 14 + 9, label: 'v4' },
-    { code: EBPF_JEQ_K, k: IPPROTO_ICMP, to: 'prio' },
+    { code: EBPF_LD_ABS_B, k: at.v4proto, label: 'v4' },
+    { code: EBPF_JEQ_K, k: PROTO_ICMP, to: 'prio' },
     { code: EBPF_JA, to: 'bulk' },
-    { code: EBPF_LD_ABS_B, k: 14 + 6, label: 'v6' },
-    { code: EBPF_JEQ_K, k: IPPROTO_ICMPV6, to: 'prio' },
+    { code: EBPF_LD_ABS_B, k: at.v6next, label: 'v6' },
+    { code: EBPF_JEQ_K, k: PROTO_ICMPV6, to: 'prio' },
     { code: EBPF_MOV64_K, k: QUEUE_BULK, label: 'bulk' },
     { code: EBPF_EXIT },
     { code: EBPF_MOV64_K, k: QUEUE_PRIORITY, label: 'prio' },

@@ -5,13 +5,11 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { BROADCAST, arpFrame, pattern, tcpFrame, udpFrame, vxlanPacket } from '../wire/frames'
+import { BROADCAST, arpFrame, icmpLikeFrame, pattern, tcpFrame, vxlanPacket } from '../wire/frames'
 import { A, B, PEER_1, R, Rig, STRANGER, VNI_A, fromPeer } from './rig'
 
 function icmpFrom(from: { mac: string; ip: string }, to: { mac: string; ip: string }): Uint8Array {
-  const f = udpFrame({ ethSrc: from.mac, ethDst: to.mac, src: from.ip, dst: to.ip, payload: pattern(56) })
-  f[14 + 9] = 1
-  return f
+  return icmpLikeFrame({ ethSrc: from.mac, ethDst: to.mac, src: from.ip, dst: to.ip, payload: pattern(56) })
 }
 
 test('a datagram read from the priority lane is delivered as from the bulk socket, and counted', () => {

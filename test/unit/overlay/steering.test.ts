@@ -13,7 +13,7 @@ import {
   BPF_JEQ_K, BPF_LD_B_ABS, BPF_LD_H_ABS, BPF_RET_K, EBPF_EXIT, EBPF_JA, EBPF_JEQ_K, EBPF_LD_ABS_B, EBPF_LD_ABS_H, EBPF_MOV64_K, EBPF_MOV64_X,
   LANE_BULK, LANE_PRIORITY, QUEUE_BULK, QUEUE_PRIORITY, assemble, assembleEbpf, podLaneProgram, priorityLaneProgram,
 } from '../../../src/overlay/steering'
-import { BROADCAST, arpFrame, tcpFrame, udpFrame, vxlanPacket } from '../wire/frames'
+import { BROADCAST, arpFrame, icmpLikeFrame, tcpFrame, udpFrame, vxlanPacket } from '../wire/frames'
 
 /** Runs a program over `pkt` (offset 0 = the UDP payload, as SO_ATTACH_REUSEPORT_CBPF sees it). */
 function run(prog: Uint8Array, pkt: Uint8Array, littleEndian = true): number {
@@ -49,17 +49,11 @@ function run(prog: Uint8Array, pkt: Uint8Array, littleEndian = true): number {
 const PROG = priorityLaneProgram(true)
 const VNI = 42
 
-function withProto(f: Uint8Array, off: number, proto: number): Uint8Array {
-  const g = f.slice()
-  g[off] = proto
-  return g
-}
-
 const tcp4 = tcpFrame({ payload: new Uint8Array(100) })
 const udp4 = udpFrame({ payload: new Uint8Array(100) })
-const icmp4 = withProto(udp4, 14 + 9, 1)
+const icmp4 = icmpLikeFrame({ payload: new Uint8Array(100) })
 const tcp6 = tcpFrame({ v6: true, payload: new Uint8Array(100) })
-const icmp6 = withProto(udpFrame({ v6: true, payload: new Uint8Array(40) }), 14 + 6, 58)
+const icmp6 = icmpLikeFrame({ v6: true, payload: new Uint8Array(40) })
 const arp = arpFrame({ ethSrc: '02:00:00:00:00:01', ethDst: BROADCAST, op: 1, sha: '02:00:00:00:00:01', spa: '10.0.0.1', tha: '00:00:00:00:00:00', tpa: '10.0.0.2' })
 
 test('ARP, ICMP and ICMPv6 go to the priority lane', () => {
@@ -77,9 +71,9 @@ test('TCP and UDP over IPv4 and IPv6 stay on the bulk lane: no flow is split acr
 
 test('what the program does not parse goes to the bulk lane', () => {
   // ICMP behind a VLAN tag, ICMPv6 behind an extension header (next header 0), another ethertype.
-  const tagged = udpFrame({ vlan: 7, payload: new Uint8Array(20) })
-  tagged[18 + 9] = 1
-  const hopByHop = withProto(icmp6, 14 + 6, 0)
+  const tagged = icmpLikeFrame({ vlan: 7, payload: new Uint8Array(20) })
+  const hopByHop = icmp6.slice()
+  hopByHop[14 + 6] = 0
   const other = tcp4.slice()
   other[12] = 0x88; other[13] = 0xcc
   for (const [name, f] of [['vlan', tagged], ['ext header', hopByHop], ['lldp', other]] as const) {

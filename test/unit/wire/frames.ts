@@ -234,6 +234,18 @@ export function udpFrame(o: UdpOpts = {}): Uint8Array {
   return ethFrame(o, type, pkt)
 }
 
+/**
+ * A frame with ICMP (or ICMPv6 with o.v6) as its IP protocol: a UDP frame of
+ * o's with the protocol byte changed. Its L4 bytes are not a valid ICMP message;
+ * for tests that look only at headers (steering, switching).
+ */
+export function icmpLikeFrame(o: UdpOpts = {}): Uint8Array {
+  const f = udpFrame(o)
+  const tag = o.vlan !== undefined ? 4 : 0
+  f[14 + tag + (o.v6 ? 6 : 9)] = o.v6 ? 58 : 1
+  return f
+}
+
 export interface ArpOpts extends EthOpts {
   op?: number
   sha?: string
