@@ -3,11 +3,11 @@
  * goes: for comparing two builds (run it in a checkout of each, alternating)
  * or two configs.
  *
- *   node dist/bench/tput.js [--runs N] [--seconds S] [--udp] [--config JSON]
+ *   node dist/bench/tput.js [--runs N] [--seconds S] [--streams P] [--udp] [--config JSON]
  *
  * Builds the path of bench/e2e.ts (two hosts, one pod each, pod MTU 1450;
  * `--config` adds agent config keys, e.g. '{"vxlan":{"rcvbufBytes":2097152}}'),
- * then N times: iperf3 TCP, 1 stream (or UDP with 64-byte payloads, --udp) for
+ * then N times: iperf3 TCP, 1 stream or P (-P; e.g. with '{"workers":2}') (or UDP with 64-byte payloads, --udp) for
  * S seconds, and for each agent its user and system CPU seconds per second
  * (/proc/<pid>/stat) and its run-queue wait per second and context switches
  * per second (/proc/<pid>/schedstat: time runnable but not running). One line
@@ -28,7 +28,7 @@ function sample(pid: number): Sample {
 }
 
 function usage(): never {
-  process.stderr.write('usage: node dist/bench/tput.js [--runs N] [--seconds S] [--udp] [--config JSON]\n')
+  process.stderr.write('usage: node dist/bench/tput.js [--runs N] [--seconds S] [--streams P] [--udp] [--config JSON]\n')
   process.exit(2)
 }
 
@@ -37,16 +37,18 @@ async function main(): Promise<number> {
   let runs = 3
   let seconds = 6
   let udp = false
+  let streams = 1
   let config: Record<string, unknown> = {}
   for (let i = 0; i < args.length; i++) {
     const a = args[i]
     if (a === '--runs') runs = Number(args[++i])
     else if (a === '--seconds') seconds = Number(args[++i])
     else if (a === '--udp') udp = true
+    else if (a === '--streams') streams = Number(args[++i])
     else if (a === '--config') config = JSON.parse(args[++i] ?? usage()) as Record<string, unknown>
     else usage()
   }
-  if (!(runs >= 1 && seconds >= 1)) usage()
+  if (!(runs >= 1 && seconds >= 1 && Number.isInteger(streams) && streams >= 1 && streams <= 128)) usage()
   const lab = new Lab()
   try {
     const p = await buildTapestry(lab, config)
@@ -55,7 +57,7 @@ async function main(): Promise<number> {
       const before = p.dataplanePids.map(sample)
       const figure = udp
         ? { udp64DeliveredPerSec: Math.round((await iperfUdp(lab, p.ep, seconds, 64)).deliveredPerSec) }
-        : { tcpGbitPerSec: Number((await iperfTcp(lab, p.ep, seconds, 1)).gbitPerSec.toFixed(2)) }
+        : { tcpGbitPerSec: Number((await iperfTcp(lab, p.ep, seconds, streams)).gbitPerSec.toFixed(2)) }
       const dt = (Date.now() - t0) / 1000
       const after = p.dataplanePids.map(sample)
       const per = (i: number) => {

@@ -20,6 +20,7 @@ napi_value rx_budget(napi_env, napi_callback_info);
 napi_value udp_attach_steering(napi_env, napi_callback_info);
 napi_value tap_set_steering(napi_env, napi_callback_info);
 napi_value busy_poll(napi_env, napi_callback_info);
+napi_value thread_name(napi_env, napi_callback_info);
 napi_value csum_add(napi_env, napi_callback_info);
 napi_value tso_segment(napi_env, napi_callback_info);
 
@@ -44,6 +45,7 @@ NAPI_MODULE_INIT() {
     {"udpAttachSteering", NULL, udp_attach_steering, NULL, NULL, NULL, napi_enumerable, NULL},
     {"tapSetSteering", NULL, tap_set_steering, NULL, NULL, NULL, napi_enumerable, NULL},
     {"busyPoll", NULL, busy_poll, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"threadName", NULL, thread_name, NULL, NULL, NULL, napi_enumerable, NULL},
     {"csumAdd", NULL, csum_add, NULL, NULL, NULL, napi_enumerable, NULL},
     {"tsoSegment", NULL, tso_segment, NULL, NULL, NULL, napi_enumerable, NULL},
   };

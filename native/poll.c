@@ -19,6 +19,7 @@
  * and it stops itself when the window passes: an idle agent sleeps.
  */
 #include <errno.h>
+#include <sys/prctl.h>
 #include <stdlib.h>
 #include <uv.h>
 
@@ -275,5 +276,18 @@ napi_value rx_stop(napi_env env, napi_callback_info info) {
   napi_remove_env_cleanup_hook(env, env_cleanup, p);
   uv_poll_stop(&p->handle);
   uv_close((uv_handle_t *)&p->handle, on_close_release);
+  return make_undefined(env);
+}
+
+/* threadName(name): names the calling thread (PR_SET_NAME, at most 15 bytes), as top -H and /proc/<pid>/task/<tid>/comm show it. */
+napi_value thread_name(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  char name[16];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  if (!get_string(env, argv[0], "name", name, sizeof name)) return NULL;
+  if (prctl(PR_SET_NAME, name, 0, 0, 0) < 0) {
+    throw_errno(env, "prctl PR_SET_NAME", errno);
+    return NULL;
+  }
   return make_undefined(env);
 }

@@ -24,7 +24,7 @@ node --test --test-concurrency=1 --test-timeout=300000 "${files[@]}" || status=$
 # reads TAPESTRY_E2E_OFFLOADS.
 if { [ "$which" = all ] || [ "$which" = e2e ]; } && [ -z "$filter" ]; then
   off=()
-  for t in overlay-two-hosts overlay-kernel-interop overlay-broadcast-three-hosts overlay-vni-isolation overlay-udp-gro \
+  for t in overlay-two-hosts overlay-kernel-interop overlay-broadcast-three-hosts overlay-vni-isolation overlay-udp-gro overlay-workers \
            svc-bulk svc-balancing svc-udp-dns svc-reject-hairpin observe-capture; do
     off+=("dist/test/e2e/$t.test.js")
   done

@@ -16,7 +16,8 @@ import { Config, PodConfig, parseConfig, ConfigError } from './control/config'
 import { Datapath, PodSpec } from './datapath/datapath'
 import { TapPort } from './ports/tap'
 import { UdpPort } from './ports/udp'
-import { podLaneProgram, priorityLaneProgram } from './overlay/steering'
+import { podProgram, underlayProgram } from './overlay/steering'
+import { WorkerOp, WorkerPool } from './datapath/workers'
 import { Batch } from './lib/batch'
 import { NativeError, native } from './ports/native'
 import { CpuLatencyRequest } from './ports/cpu-latency'
@@ -39,8 +40,13 @@ interface PodState {
   tap: TapPort
   /** The TAP's priority queue (priorityLane), or null. */
   prio: TapPort | null
+  /** The queues of workers 1 .. workers-1 (empty: one worker, or a single-queue TAP the main thread alone reads). */
+  queues: TapPort[]
   portId: number
 }
+
+/** A pod TAP's open queues: the main thread's, the workers', the priority lane's. */
+interface PodQueues { tap: TapPort; queues: TapPort[]; prio: TapPort | null }
 
 /** A pod added at run time (API, CNI), in config-file form plus who asked for it. */
 export interface DynamicPod {
@@ -90,6 +96,10 @@ export class Agent extends EventEmitter {
   private prio: UdpPort | null = null
   private tx: UdpPort[] = []
   private gsoTx: UdpPort[] = []
+  /** The VXLAN port's sockets of workers 1 .. workers-1. */
+  private rxWorkers: UdpPort[] = []
+  /** Datapath threads beside this one (config workers > 1), or null. */
+  private pool: WorkerPool | null = null
   private readonly pods = new Map<string, PodState>()
   private sweepTimer: NodeJS.Timeout | null = null
   /** The PM QoS CPU latency request held while cpuLatencyUs is set. */
@@ -165,14 +175,28 @@ export class Agent extends EventEmitter {
     this.applyCpuLatency(this.cfg.cpuLatencyUs)
     const vx = this.cfg.vxlan
     const rxOpts = { addr: node.underlayAddr, port: node.vxlanPort, sndbuf: 8 << 20, noChecksum: true, gro: offloads, rx: this.datapath.underlayRx, rxBudget: this.cfg.rxBatchBytes }
-    if (this.cfg.priorityLane) {
-      // Both lanes share the port through SO_REUSEPORT, which would also let a second agent
+    const workers = this.cfg.workers
+    if (workers > 1) {
+      this.pool = await WorkerPool.start(workers - 1, {
+        options: {
+          vxlanPort: node.vxlanPort,
+          fdb: { ageMs: this.cfg.fdb.ageSeconds * 1000, maxEntries: this.cfg.fdb.maxEntries, maxPerVni: this.cfg.fdb.maxPerVni, maxPerPort: this.cfg.fdb.maxPerPort },
+          arpSuppression: this.cfg.arpSuppression, learnPeers: this.cfg.learnPeers, floodPerSecond: this.cfg.storm.floodPerSecond, floodBurst: this.cfg.storm.burst,
+        },
+        busyPollUs: this.cfg.busyPollUs, rxBatchBytes: this.cfg.rxBatchBytes, sweepMs: this.sweepMs(),
+      }, (err) => this.fatal(err))
+      this.datapath.workerCounters.push(...this.pool.counters)
+    }
+    if (this.cfg.priorityLane || workers > 1) {
+      // The sockets share the port through SO_REUSEPORT, which would also let a second agent
       // (same user) bind it without an error: a plain bind first keeps "port in use" an error.
       UdpPort.open({ addr: node.underlayAddr, port: node.vxlanPort }).close()
       this.rx = UdpPort.open({ ...rxOpts, rcvbuf: vx.rcvbufBytes, reusePort: true })
-      this.prio = UdpPort.open({ ...rxOpts, reusePort: true })
-      // The program returns 0 (bulk) or 1 (priority): a socket that joins the group later gets nothing.
-      this.rx.attachSteering(priorityLaneProgram(os.endianness() === 'LE'))
+      for (let k = 1; k < workers; k++) this.rxWorkers.push(UdpPort.open({ ...rxOpts, rcvbuf: vx.rcvbufBytes, reusePort: true }))
+      if (this.cfg.priorityLane) this.prio = UdpPort.open({ ...rxOpts, reusePort: true })
+      // Group order: worker 0 .. workers-1, then the priority lane. The program returns only
+      // those indices: a socket that joins the group later gets nothing.
+      this.rx.attachSteering(underlayProgram(os.endianness() === 'LE', { workers, lane: this.cfg.priorityLane }))
     } else {
       this.rx = UdpPort.open({ ...rxOpts, rcvbuf: vx.rcvbufBytes })
     }
@@ -180,8 +204,13 @@ export class Agent extends EventEmitter {
     // With offloads, each pool port has a twin socket with UDP checksums on for GSO sends.
     this.gsoTx = offloads ? this.tx.map((t) => UdpPort.open({ addr: node.underlayAddr, port: t.port, reusePort: true, sndbuf: 8 << 20, gso: true, rx: this.datapath.underlayRx })) : []
     this.datapath.attachUnderlay(this.rx, this.tx, this.gsoTx.map((g) => (g.gsoEnabled ? g : null)), this.prio)
-    this.log.info({ underlay: `${node.underlayIP}:${node.vxlanPort}`, sourcePorts: this.datapath.sourcePorts(), offloads, udpGro: this.rx.gro, udpGso: this.gsoTx.some((g) => g.gsoEnabled), priorityLane: this.prio !== null, rxBatchBytes: this.cfg.rxBatchBytes }, 'underlay socket open')
-    for (const n of this.cfg.networks) this.datapath.addNetwork(n.vni, n.gatewayAddr ?? 0)
+    const txFds = this.tx.map((t, i) => ({ fd: t.fd, port: t.port, gsoFd: this.gsoTx[i]?.gsoEnabled ? this.gsoTx[i].fd : -1, gsoEnabled: this.gsoTx[i]?.gsoEnabled ?? false }))
+    for (let k = 1; k < workers; k++) {
+      const r = this.rxWorkers[k - 1]
+      await this.pool!.one(k, { op: 'underlay', addr: node.underlayAddr, rx: { fd: r.fd, port: r.port, gro: r.gro }, tx: txFds })
+    }
+    this.log.info({ underlay: `${node.underlayIP}:${node.vxlanPort}`, sourcePorts: this.datapath.sourcePorts(), offloads, udpGro: this.rx.gro, udpGso: this.gsoTx.some((g) => g.gsoEnabled), priorityLane: this.prio !== null, rxBatchBytes: this.cfg.rxBatchBytes, workers }, 'underlay socket open')
+    for (const n of this.cfg.networks) this.addNetwork(n.vni, n.gatewayAddr ?? 0)
     for (const p of this.cfg.peerAddrs) this.addPeer(p)
     for (const n of this.cfg.networks) if (n.hostAddr !== null) await this.addHostPort(n.name)
     for (const p of this.cfg.pods) await this.addPod(p)
@@ -191,8 +220,33 @@ export class Agent extends EventEmitter {
     this.restoreApiServices()
     await this.restoreDynamicPods()
     this.syncServices()
-    this.sweepTimer = setInterval(() => this.datapath.sweep(), Math.max(100, Math.min(1000, this.cfg.fdb.ageSeconds * 250)))
+    this.sweepTimer = setInterval(() => this.datapath.sweep(), this.sweepMs())
     this.log.info({ pods: this.pods.size, peers: this.datapath.peers.size, networks: this.cfg.networks.length }, 'dataplane started')
+  }
+
+  private sweepMs(): number {
+    return Math.max(100, Math.min(1000, this.cfg.fdb.ageSeconds * 250))
+  }
+
+  /** Sends a control operation to every worker, in order with the ones before it (failures are logged). */
+  private toWorkers(op: WorkerOp): void {
+    this.pool?.all(op).catch((err) => this.log.error({ op: op.op, reason: (err as Error).message }, 'datapath worker refused an operation'))
+  }
+
+  private addNetwork(vni: number, gatewayIp: number): void {
+    this.datapath.addNetwork(vni, gatewayIp)
+    this.toWorkers({ op: 'network', vni, gatewayIp, add: true })
+  }
+
+  private removeNetwork(vni: number): void {
+    this.datapath.removeNetwork(vni)
+    this.toWorkers({ op: 'network', vni, gatewayIp: 0, add: false })
+  }
+
+  /** A datapath worker died: its share of every flow is gone, so the agent must stop (agent-command). */
+  private fatal(err: Error): void {
+    this.log.fatal({ reason: err.message }, 'datapath worker failed; stopping')
+    this.emit('fatal', err)
   }
 
   /** Validates a new config file (with the run-time pods) and applies the difference. */
@@ -205,6 +259,7 @@ export class Agent extends EventEmitter {
       ['vxlan.srcPortMin', this.cfg.vxlan.srcPortMin, next.vxlan.srcPortMin], ['vxlan.srcPortMax', this.cfg.vxlan.srcPortMax, next.vxlan.srcPortMax],
       ['vxlan.rcvbufBytes', this.cfg.vxlan.rcvbufBytes, next.vxlan.rcvbufBytes],
       ['priorityLane', this.cfg.priorityLane, next.priorityLane], ['rxBatchBytes', this.cfg.rxBatchBytes, next.rxBatchBytes],
+      ['workers', this.cfg.workers, next.workers],
       ['api.socket', this.cfg.api.socket, next.api.socket],
       ['serviceRange', this.cfg.serviceRange, next.serviceRange],
       ['networks[].hostIP', JSON.stringify(this.cfg.networks.map((n) => [n.name, n.hostIP])), JSON.stringify(next.networks.filter((n) => this.cfg.networks.some((m) => m.name === n.name)).map((n) => [n.name, n.hostIP]))],
@@ -225,7 +280,7 @@ export class Agent extends EventEmitter {
     const added: string[] = []
     const removed: string[] = []
     const changed: string[] = []
-    for (const n of next.networks) if (!this.datapath.hasNetwork(n.vni)) this.datapath.addNetwork(n.vni, n.gatewayAddr ?? 0)
+    for (const n of next.networks) if (!this.datapath.hasNetwork(n.vni)) this.addNetwork(n.vni, n.gatewayAddr ?? 0)
     const nextPods = new Map(next.pods.map((p) => [p.name, p]))
     for (const [name, st] of this.pods) {
       const np = nextPods.get(name)
@@ -235,7 +290,7 @@ export class Agent extends EventEmitter {
     const nextPeers = new Set([...next.peerAddrs, ...this.clusterPeers])
     for (const p of this.datapath.peers.list()) if (!nextPeers.has(p) && this.datapath.peers.configured[this.datapath.peers.indexOf(p)] === 1) this.removePeer(p)
     for (const p of next.peerAddrs) this.addPeer(p)
-    for (const n of this.cfg.networks) if (!next.networks.some((m) => m.vni === n.vni)) this.datapath.removeNetwork(n.vni)
+    for (const n of this.cfg.networks) if (!next.networks.some((m) => m.vni === n.vni)) this.removeNetwork(n.vni)
     this.cfg = next
     this.syncServices()
     this.datapath.arpSuppression = next.arpSuppression
@@ -243,6 +298,7 @@ export class Agent extends EventEmitter {
     this.datapath.floodPerSecond = next.storm.floodPerSecond
     this.datapath.floodBurst = next.storm.burst
     native.busyPoll(next.busyPollUs)
+    this.toWorkers({ op: 'settings', arpSuppression: next.arpSuppression, learnPeers: next.learnPeers, floodPerSecond: next.storm.floodPerSecond, floodBurst: next.storm.burst, busyPollUs: next.busyPollUs })
     for (const p of next.pods) {
       if (!this.pods.has(p.name)) {
         await this.addPod(p)
@@ -276,55 +332,75 @@ export class Agent extends EventEmitter {
     // Pod TAPs are persistent: they outlive the agent (a restart or a crash leaves
     // the pod's interface and addresses in place) and are re-attached on start.
     const kind = await linkKind(p.netns, p.ifname)
-    let tap: TapPort
+    let q: PodQueues
     let reattached = false
-    let prio: TapPort | null = null
     if (kind === 'tap') {
-      [tap, prio] = this.openPodQueues(p.ifname, p.netnsPath)
+      q = this.openPodQueues(p.ifname, p.netnsPath)
       reattached = true
       try {
         await configurePodInterface(iface)
       } catch (err) {
-        prio?.close()
-        tap.close()
+        closeQueues(q)
         throw err
       }
     } else if (kind !== null) {
       throw new TapestryError('TAPESTRY_POD_IFNAME_TAKEN', `pod ${p.name}: netns ${p.netns} already has an interface ${p.ifname} (a ${kind}, not a Tapestry TAP); choose another ifname or remove it`)
     } else {
-      [tap, prio] = this.openPodQueues(iface.tapName, undefined)
+      q = this.openPodQueues(iface.tapName, undefined)
       try {
         await setupPodInterface(iface)
       } catch (err) {
-        tap.setPersist(false)
-        prio?.close()
-        tap.close()
+        q.tap.setPersist(false)
+        closeQueues(q)
         throw err
       }
     }
+    const { tap, prio, queues } = q
     const spec: PodSpec = {
       name: p.name, vni: p.vni, macHi: p.macHi, macLo: p.macLo, ip: p.ipAddr, mtu: this.cfg.node.podMtu,
       portSecurity: p.portSecurity, vnetHdr: tap.vnetHdr, uso: tap.uso,
     }
     const port = this.datapath.addPod(spec, tap, prio)
+    this.pods.set(p.name, { cfg: p, tap, prio, queues, portId: port.id })
+    try {
+      await this.addPodToWorkers(port.id, spec, tap, queues)
+    } catch (err) {
+      await this.removePod(p.name, !reattached)
+      throw err
+    }
     // Announce it: an address handed out again must not stay mapped to the old pod's MAC elsewhere.
     this.datapath.announce(port)
-    this.pods.set(p.name, { cfg: p, tap, prio, portId: port.id })
     this.emit('pod-added', p, this.dynamic.find((d) => d.name === p.name)?.containerId ?? null)
     this.log.info({ pod: p.name, netns: p.netns, ip: p.ip, mac: p.mac, vni: p.vni, port: port.id, reattached }, reattached ? 'pod re-attached' : 'pod added')
   }
 
   /**
-   * Opens a pod's TAP (creating it, or attaching to the persistent one, by name in
-   * the agent's namespace or in `netnsPath`). With priorityLane it is multi-queue:
-   * a second queue is opened and the steering program set, so the pod's ARP and
-   * ICMP are read apart from its bulk traffic (overlay/steering.ts). A persistent
-   * TAP made the other way (by an agent with the other setting, or an older one)
-   * is attached as it is: queue flags must match, so the other kind is tried.
+   * The pod joins every worker's datapath with the main thread's port id: worker k
+   * reads queue k, or (a single-queue TAP) only writes to the TAP the main thread reads.
    */
-  private openPodQueues(name: string, netnsPath: string | undefined): [TapPort, TapPort | null] {
+  private async addPodToWorkers(id: number, spec: PodSpec, tap: TapPort, queues: TapPort[]): Promise<void> {
+    if (this.pool === null) return
+    for (let k = 1; k <= this.pool.size; k++) {
+      const own = queues[k - 1]
+      await this.pool.one(k, { op: 'addPod', id, spec, fd: (own ?? tap).fd, name: tap.name, vnetHdr: tap.vnetHdr, offloadFlags: tap.offloadFlags, read: own !== undefined })
+    }
+  }
+
+  /**
+   * Opens a pod's TAP (creating it, or attaching to the persistent one, by name in
+   * the agent's namespace or in `netnsPath`). With priorityLane or workers it is
+   * multi-queue: queue k for worker k, then the priority lane's, and the steering
+   * program set, so each flow is read by its worker and the pod's ARP and ICMP
+   * apart from its bulk traffic (overlay/steering.ts). A persistent TAP made the
+   * other way (by an agent with other settings, or an older one) is attached as
+   * it is: queue flags must match, so the other kind is tried; a single-queue one
+   * is read by the main thread alone.
+   */
+  private openPodQueues(name: string, netnsPath: string | undefined): PodQueues {
     const open = (multiQueue: boolean) => TapPort.open({ name, netnsPath, multiQueue, vnetHdr: true, offloads: this.cfg.offloads, persist: true, rx: this.datapath.podRx, rxBudget: this.cfg.rxBatchBytes })
-    let multiQueue = this.cfg.priorityLane
+    const workers = this.cfg.workers
+    const steer = this.cfg.priorityLane || workers > 1
+    let multiQueue = steer
     let tap: TapPort
     try {
       tap = open(multiQueue)
@@ -334,17 +410,17 @@ export class Agent extends EventEmitter {
       tap = open(multiQueue)
       this.log.info({ tap: name, multiQueue }, 'persistent TAP attached with its own queue setting')
     }
-    if (!multiQueue || !this.cfg.priorityLane) return [tap, null]
-    let prio: TapPort | null = null
+    const q: PodQueues = { tap, queues: [], prio: null }
+    if (!multiQueue || !steer) return q
     try {
-      prio = open(true)
-      tap.setSteering(podLaneProgram(os.endianness() === 'LE'))
-      return [tap, prio]
+      for (let k = 1; k < workers; k++) q.queues.push(open(true))
+      if (this.cfg.priorityLane) q.prio = open(true)
+      tap.setSteering(podProgram(os.endianness() === 'LE', { workers, lane: this.cfg.priorityLane }))
+      return q
     } catch (err) {
-      prio?.close()
       // A TAP made just now (not one re-attached in a pod) must not outlive the failure.
       if (netnsPath === undefined) try { tap.setPersist(false) } catch { /* closing below removes it or reports nothing more */ }
-      tap.close()
+      closeQueues(q)
       throw err
     }
   }
@@ -357,11 +433,12 @@ export class Agent extends EventEmitter {
     const st = this.pods.get(name)
     if (!st) return
     this.datapath.removePod(st.portId)
+    // The workers stop reading its queues before they are closed.
+    await this.pool?.all({ op: 'removePod', id: st.portId }).catch((err) => this.log.error({ pod: name, reason: (err as Error).message }, 'datapath worker could not remove the pod'))
     if (forGood) {
       try { st.tap.setPersist(false) } catch (err) { this.log.warn({ pod: name, err }, 'could not clear persist on the pod TAP') }
     }
-    st.prio?.close()
-    st.tap.close()
+    closeQueues(st)
     this.pods.delete(name)
     if (forGood) this.emit('pod-removed', name, st.cfg)
     this.log.info({ pod: name, deleted: forGood }, forGood ? 'pod removed' : 'pod detached')
@@ -469,11 +546,13 @@ export class Agent extends EventEmitter {
       portSecurity: true, vnetHdr: tap.vnetHdr, uso: tap.uso,
     }, tap)
     this.hostPorts.set(network, { tap, portId: port.id })
+    await this.addPodToWorkers(port.id, port.spec, tap, [])
     this.log.info({ network, tap: name, ip: n.hostIP, serviceRange: this.cfg.serviceRange }, 'host access added')
   }
 
   /** Adds or replaces services from the API (all or nothing). */
   applyServices(specs: ServiceSpec[]): { applied: string[] } {
+    if (this.cfg.workers > 1) throw new ConfigError([{ path: 'services', message: `the agent runs with workers: ${this.cfg.workers}; services need workers: 1 (service NAT runs in one thread)` }])
     const problems: { path: string; message: string }[] = []
     const keys: string[] = []
     specs.forEach((spec, i) => {
@@ -517,6 +596,10 @@ export class Agent extends EventEmitter {
 
   /** Services from the cluster store (replaces the previous set from there). */
   applyClusterServices(list: unknown[]): void {
+    if (this.cfg.workers > 1) {
+      if (list.length > 0) this.log.error({ services: list.length, workers: this.cfg.workers }, 'cluster services not installed: services need workers: 1')
+      return
+    }
     const next = new Map<string, ServiceSpec>()
     for (const item of list) {
       try {
@@ -563,12 +646,16 @@ export class Agent extends EventEmitter {
       const n = next.get(name)
       if (!n || n.macHi !== old.macHi || n.macLo !== old.macLo || n.ip !== old.ip || n.vni !== old.vni || n.node !== old.node) {
         this.datapath.removeRemotePod(old.vni, old.macHi, old.macLo, old.ip)
+        this.toWorkers({ op: 'remotePod', vni: old.vni, macHi: old.macHi, macLo: old.macLo, ip: old.ip, peer: old.node, add: false })
         this.remotePods.delete(name)
       }
     }
     for (const [name, p] of next) {
       if (this.remotePods.has(name) || this.pods.has(name)) continue
-      if (this.datapath.addRemotePod(p.vni, p.macHi, p.macLo, p.ip, p.node)) this.remotePods.set(name, p)
+      if (this.datapath.addRemotePod(p.vni, p.macHi, p.macLo, p.ip, p.node)) {
+        this.remotePods.set(name, p)
+        this.toWorkers({ op: 'remotePod', vni: p.vni, macHi: p.macHi, macLo: p.macLo, ip: p.ip, peer: p.node, add: true })
+      }
     }
   }
 
@@ -700,12 +787,14 @@ export class Agent extends EventEmitter {
   private addPeer(addr: number): void {
     if (this.datapath.peers.indexOf(addr) >= 0) return
     this.datapath.addPeer(addr)
+    this.toWorkers({ op: 'peer', addr, add: true })
     this.emit('peer-added', addr)
     this.log.info({ peer: ipv4Format(addr) }, 'peer added')
   }
 
   private removePeer(addr: number): void {
     this.datapath.removePeer(addr)
+    this.toWorkers({ op: 'peer', addr, add: false })
     this.emit('peer-removed', addr)
     this.log.info({ peer: ipv4Format(addr) }, 'peer removed')
   }
@@ -714,11 +803,16 @@ export class Agent extends EventEmitter {
     if (this.sweepTimer) clearInterval(this.sweepTimer)
     this.sweepTimer = null
     await this.nodePorts.close()
+    // Workers stop reading first: every fd they use is closed below.
+    await this.pool?.stop()
+    this.pool = null
     for (const name of [...this.pods.keys()]) await this.removePod(name, false)
     for (const h of this.hostPorts.values()) { this.datapath.removePod(h.portId); h.tap.close() }
     this.hostPorts.clear()
     this.datapath.detachUnderlay()
     this.rx?.close()
+    for (const r of this.rxWorkers) r.close()
+    this.rxWorkers = []
     this.prio?.close()
     this.prio = null
     for (const t of this.tx) t.close()
@@ -760,6 +854,12 @@ function openTxPool(addr: number, min: number, max: number, avoid: number, reuse
     }
   }
   return pool
+}
+
+function closeQueues(q: { tap: TapPort; queues: TapPort[]; prio: TapPort | null }): void {
+  q.prio?.close()
+  for (const t of q.queues) t.close()
+  q.tap.close()
 }
 
 function podKey(p: PodConfig): string {

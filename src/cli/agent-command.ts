@@ -98,14 +98,21 @@ export const agentCommand: Command = {
     }
     return new Promise<number>((resolve) => {
       let stopping = false
+      let failed = false
       const stop = (sig: string): void => {
         if (stopping) return
         stopping = true
         log.info({ signal: sig }, 'stopping')
         // api.close() first ends running captures, so their pcap streams end on whole records.
         // The cluster store goes first: revoking its lease tells the other nodes at once.
-        Promise.resolve(cluster?.stop()).then(() => api.close()).then(() => metrics?.close()).then(() => health?.stop()).then(() => agent.stop()).then(() => resolve(0), (err) => { log.error({ err }, 'stop failed'); resolve(1) })
+        Promise.resolve(cluster?.stop()).then(() => api.close()).then(() => metrics?.close()).then(() => health?.stop()).then(() => agent.stop()).then(() => resolve(failed ? 1 : 0), (err) => { log.error({ err }, 'stop failed'); resolve(1) })
       }
+      // A datapath worker that died takes its share of every flow with it: stop, and say so.
+      agent.once('fatal', (err: Error) => {
+        failed = true
+        process.stderr.write(`tapestry agent: ${err.message}\n`)
+        stop('fatal')
+      })
       process.on('SIGTERM', () => stop('SIGTERM'))
       process.on('SIGINT', () => stop('SIGINT'))
       process.on('SIGHUP', () => {

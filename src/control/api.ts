@@ -23,6 +23,7 @@ import { ConfigError } from './config'
 import { peerHealthOf, UNKNOWN_VIEW } from './peer-health'
 import { TapestryError } from '../lib/errors'
 import { DROP_NAMES, OFFLOAD_NAMES } from '../datapath/drops'
+import { MISC_ARP_ANSWERED, MISC_BATCHES, MISC_BATCH_FRAMES } from '../datapath/counters'
 import { SERVICE_DROP_NAMES, SERVICE_STAT_NAMES } from '../service/service-path'
 import { CT_COUNTER_NAMES } from '../service/conntrack'
 import { isPeerPort, PEER_PORT_BASE } from '../overlay/peers'
@@ -65,17 +66,25 @@ export function fdbRows(agent: Agent, vni?: number): FdbRow[] {
 
 export function statsView(agent: Agent): Record<string, unknown> {
   const dp = agent.datapath
+  // With workers, the sum over every datapath thread (datapath/counters.ts).
+  const t = dp.totals()
   const drops: Record<string, number> = {}
-  DROP_NAMES.forEach((n, i) => { drops[n] = dp.drops[i] })
+  DROP_NAMES.forEach((n, i) => { drops[n] = t.drops[i] })
   const port = (id: number) => ({
-    rxFrames: dp.stats[id * 4 + STAT_RX_FRAMES], rxBytes: dp.stats[id * 4 + STAT_RX_BYTES],
-    txFrames: dp.stats[id * 4 + STAT_TX_FRAMES], txBytes: dp.stats[id * 4 + STAT_TX_BYTES],
+    rxFrames: t.stats[id * 4 + STAT_RX_FRAMES], rxBytes: t.stats[id * 4 + STAT_RX_BYTES],
+    txFrames: t.stats[id * 4 + STAT_TX_FRAMES], txBytes: t.stats[id * 4 + STAT_TX_BYTES],
   })
-  const c = dp.fdb.counters
+  const c = t.fdb
+  const batches = t.misc[MISC_BATCHES]
+  // Each thread's share of what was read: whether flows spread over the workers.
+  const workers = [dp.counters, ...dp.workerCounters].map((w, i) => ({
+    worker: i, batches: w.misc[MISC_BATCHES], frames: w.misc[MISC_BATCH_FRAMES],
+    underlayRxFrames: w.stats[UNDERLAY_PORT * 4 + STAT_RX_FRAMES],
+  }))
   return {
     node: agent.config.node.name,
     // priorityRx*: what of rx came through the priority lane (overlay/steering.ts): datagrams, or a pod TAP's frames.
-    underlay: { ...port(UNDERLAY_PORT), priorityRxFrames: dp.priorityRx[0], priorityRxBytes: dp.priorityRx[1] },
+    underlay: { ...port(UNDERLAY_PORT), priorityRxFrames: t.priorityRx[0], priorityRxBytes: t.priorityRx[1] },
     pods: Object.fromEntries(agent.podStates().map((p) => {
       const q = dp.pod(p.port)?.prioRx
       return [p.name, { ...port(p.port), priorityRxFrames: q?.[0] ?? 0, priorityRxBytes: q?.[1] ?? 0 }]
@@ -86,16 +95,17 @@ export function statsView(agent: Agent): Record<string, unknown> {
       staticMoveRefused: c[FdbCounter.StaticMoveRefused],
       limitDrops: c[FdbCounter.LimitTable] + c[FdbCounter.LimitVni] + c[FdbCounter.LimitPort],
     },
-    arp: { entries: dp.arp.size, answered: dp.arpAnswered },
+    arp: { entries: dp.arp.size, answered: t.misc[MISC_ARP_ANSWERED] },
     services: {
       count: dp.services.list().length,
       drops: Object.fromEntries(SERVICE_DROP_NAMES.map((n, i) => [n, dp.servicePath.drops[i]])),
       events: Object.fromEntries(SERVICE_STAT_NAMES.map((n, i) => [n, dp.servicePath.stats[i]])),
     },
     conntrack: Object.fromEntries(CT_COUNTER_NAMES.map((n, i) => [n, dp.conntrack.counters[i]])),
-    batches: dp.batches,
-    meanBatch: dp.batches > 0 ? dp.batchFrames / dp.batches : 0,
-    offloads: Object.fromEntries(OFFLOAD_NAMES.map((n, i) => [n, dp.offloads[i]])),
+    batches,
+    meanBatch: batches > 0 ? t.misc[MISC_BATCH_FRAMES] / batches : 0,
+    workers,
+    offloads: Object.fromEntries(OFFLOAD_NAMES.map((n, i) => [n, t.offloads[i]])),
   }
 }
 
@@ -181,6 +191,9 @@ export interface CaptureRequest {
 export function captureOptions(agent: Agent, body: unknown): CaptureOptions {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new ApiError(400, 'TAPESTRY_CAPTURE_INVALID', 'the capture request must be a JSON object')
+  }
+  if (agent.config.workers > 1) {
+    throw new ApiError(409, 'TAPESTRY_CAPTURE_WORKERS', `the agent runs its datapath in ${agent.config.workers} threads (workers: ${agent.config.workers}) and a capture would see only one thread's share of the frames; restart it with workers: 1 to capture`)
   }
   const r = body as Record<string, unknown>
   const known = ['pod', 'vni', 'underlay', 'filter', 'count', 'durationS', 'snaplen', 'bufferBytes']

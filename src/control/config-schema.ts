@@ -195,6 +195,10 @@ export const podSchema = z.strictObject({
 export const DEFAULT_RX_BATCH_BYTES = 64 << 10
 const rxBatchWhat = '0 or an integer number of bytes from 16384 to 67108864'
 
+/** Most datapath threads (config `workers`). */
+export const MAX_WORKERS = 16
+const workersWhat = `an integer from 1 to ${MAX_WORKERS}`
+
 /** The VXLAN socket's receive buffer: the queue in front of the agent when it is the bottleneck. */
 export const VXLAN_DEFAULT_RCVBUF = 8 << 20
 const rcvbufWhat = 'an integer number of bytes from 65536 to 1073741824'
@@ -353,6 +357,14 @@ export const configSchema = z.strictObject({
    */
   rxBatchBytes: z.number({ error: notA(rxBatchWhat) }).int({ error: notA(rxBatchWhat) })
     .refine((v) => v === 0 || (v >= 16384 && v <= 1 << 26), { error: notA(rxBatchWhat) }).default(DEFAULT_RX_BATCH_BYTES),
+  /**
+   * Threads the datapath runs in (1: the agent's own). With more, every pod TAP
+   * has a queue per worker and the VXLAN port a socket per worker, and each flow
+   * is read by one worker chosen by a hash of its addresses and ports
+   * (overlay/steering.ts, datapath/workers.ts).
+   */
+  workers: z.number({ error: notA(workersWhat) }).int({ error: notA(workersWhat) })
+    .min(1, { error: notA(workersWhat) }).max(MAX_WORKERS, { error: notA(workersWhat) }).default(1),
   /** Microseconds the agent keeps polling without sleeping after it received a batch (0 = off). */
   busyPollUs: z.number({ error: notA('an integer from 0 to 100000 (microseconds)') }).int({ error: notA('an integer from 0 to 100000 (microseconds)') })
     .min(0, { error: notA('an integer from 0 to 100000 (microseconds)') }).max(100000, { error: notA('an integer from 0 to 100000 (microseconds)') }).default(0),

@@ -148,6 +148,8 @@ export interface Config {
   priorityLane: boolean
   /** A receive batch (a pod's TAP, the VXLAN socket) ends once it holds this many bytes (0 = 64 frames, whatever their size). */
   rxBatchBytes: number
+  /** Threads the datapath runs in (datapath/workers.ts). */
+  workers: number
   /** PM QoS CPU latency limit held while the agent runs, microseconds (null = none). */
   cpuLatencyUs: number | null
   log: LogConfig
@@ -306,6 +308,7 @@ function normalize(raw: RawConfig): Config {
     offloads: raw.offloads,
     busyPollUs: raw.busyPollUs,
     rxBatchBytes: raw.rxBatchBytes,
+    workers: raw.workers,
     priorityLane: raw.priorityLane,
     cpuLatencyUs: raw.cpuLatencyUs ?? null,
     log: { ...raw.log },

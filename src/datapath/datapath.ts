@@ -49,6 +49,7 @@ import { Drop, DROP_COUNT, Offload, OFFLOAD_COUNT } from './drops'
 import { ServiceTable, ServiceTableOptions } from '../service/service-table'
 import { Conntrack, ConntrackOptions } from '../service/conntrack'
 import { ServicePath, Verdict } from '../service/service-path'
+import { DatapathCounters, MAX_PORTS, MISC_ARP_ANSWERED, MISC_BATCHES, MISC_BATCH_FRAMES } from './counters'
 import { ARP_LEN } from '../wire/arp'
 
 /** Something that reads frames in batches and writes them (a TAP, or a test double). */
@@ -130,6 +131,8 @@ export interface DatapathOptions {
   /** Storm control: flooded frames a pod may send per second (0 = unlimited), and the burst allowed. */
   floodPerSecond?: number
   floodBurst?: number
+  /** Count into this set (a worker's shared one) instead of a new one. */
+  counters?: DatapathCounters
 }
 
 /**
@@ -164,7 +167,7 @@ function tcpSuperFrameMss(buf: Uint8Array, frame: number, len: number, mtu: numb
 export const ROUTER_MAC_HI = 0x0274
 export const ROUTER_MAC_LO = 0x61700001
 
-export const MAX_PORTS = 4096
+export { MAX_PORTS }
 /** Per-port counters: 4 slots each. */
 export const STAT_RX_FRAMES = 0
 export const STAT_RX_BYTES = 1
@@ -266,10 +269,15 @@ export class Datapath {
    */
   responder: ((buf: Uint8Array, frame: number, l3: number, len: number, capacity: number) => number) | null = null
   readonly peers = new PeerTable()
-  readonly drops = new Float64Array(DROP_COUNT)
+  /** Every counter below in one buffer (shared with the main thread in a worker). */
+  readonly counters: DatapathCounters
+  readonly drops: Float64Array
   /** What the offloads did, indexed by Offload (drops.ts). */
-  readonly offloads = new Float64Array(OFFLOAD_COUNT)
-  readonly stats = new Float64Array(MAX_PORTS * 4)
+  readonly offloads: Float64Array
+  readonly stats: Float64Array
+  /** Counters of the datapaths running in worker threads beside this one (see totals()). */
+  readonly workerCounters: DatapathCounters[] = []
+  private readonly summed = new DatapathCounters()
   readonly vxlanPort: number
   floodPerSecond: number
   floodBurst: number
@@ -293,7 +301,7 @@ export class Datapath {
   /** The priority lane's socket (overlay/steering.ts), or null. */
   private priority: DatagramIo | null = null
   /** Datagrams and bytes read from the priority lane. */
-  readonly priorityRx = new Float64Array(2)
+  readonly priorityRx: Float64Array
   private txSockets: TxSocket[] = []
   /**
    * One ArrayBuffer for the rx batch every pod TAP reads into, the underlay's rx
@@ -331,6 +339,11 @@ export class Datapath {
   private readonly hashSeed = (Math.random() * 2 ** 32) | 0
 
   constructor(opts: DatapathOptions) {
+    this.counters = opts.counters ?? new DatapathCounters()
+    this.stats = this.counters.stats
+    this.drops = this.counters.drops
+    this.offloads = this.counters.offloads
+    this.priorityRx = this.counters.priorityRx
     const rxBytes = BATCH_FRAMES * SLOT_SUPER
     this.arena = new Uint8Array(2 * rxBytes + SCRATCH_BYTES)
     this.podRx = new Batch(BATCH_FRAMES, SLOT_SUPER, this.arena.subarray(0, rxBytes))
@@ -385,12 +398,15 @@ export class Datapath {
     return this.nets.has(vni)
   }
 
-  /** Adds a pod port and starts reading from it. */
-  addPod(spec: PodSpec, io: FrameIo, prio: FrameIo | null = null): PodPort {
+  /**
+   * Adds a pod port and starts reading from it. `id` is given by a worker's
+   * datapath, which numbers ports as the main thread's does.
+   */
+  addPod(spec: PodSpec, io: FrameIo, prio: FrameIo | null = null, id = -1): PodPort {
     const net = this.nets.get(spec.vni)
     if (!net) throw new Error(`pod ${spec.name}: no network with VNI ${spec.vni}`)
-    let id = -1
-    for (let i = 1; i < MAX_PORTS; i++) if (this.pods[i] === null) { id = i; break }
+    if (id >= 0 && (id === 0 || id >= MAX_PORTS || this.pods[id] !== null)) throw new Error(`pod ${spec.name}: port ${id} is not free`)
+    for (let i = 1; id < 0 && i < MAX_PORTS; i++) if (this.pods[i] === null) id = i
     if (id < 0) throw new Error(`no free port for pod ${spec.name} (at most ${MAX_PORTS - 1})`)
     const pod = new PodPort(id, spec, io)
     pod.floodTokens = this.floodBurst
@@ -512,6 +528,22 @@ export class Datapath {
     const now = this.now()
     this.servicePath.sweep(now)
     return this.fdb.sweep(now)
+  }
+
+  /** Copies the plain-field totals and the FDB's counters into `counters` (for a reader in another thread, or totals()). */
+  syncCounters(): void {
+    const m = this.counters.misc
+    m[MISC_BATCHES] = this.batches
+    m[MISC_BATCH_FRAMES] = this.batchFrames
+    m[MISC_ARP_ANSWERED] = this.arpAnswered
+    this.counters.fdb.set(this.fdb.counters)
+  }
+
+  /** This datapath's counters plus those of the workers beside it (a set reused by the next call). */
+  totals(): DatapathCounters {
+    this.syncCounters()
+    if (this.workerCounters.length === 0) return this.counters
+    return this.summed.sum([this.counters, ...this.workerCounters])
   }
 
   /** Source UDP ports of the transmit pool. */

@@ -38,6 +38,7 @@ import { Datapath, STAT_RX_BYTES, STAT_RX_FRAMES, STAT_TX_BYTES, STAT_TX_FRAMES,
 import { CT_COUNTER_NAMES } from '../service/conntrack'
 import { SERVICE_DROP_NAMES } from '../service/service-path'
 import { DROP_NAMES, OFFLOAD_NAMES } from '../datapath/drops'
+import { DatapathCounters, MISC_ARP_ANSWERED, MISC_BATCHES, MISC_BATCH_FRAMES } from '../datapath/counters'
 import { FdbCounter } from '../switch/fdb'
 import { parseListen } from './listen-address'
 
@@ -68,6 +69,8 @@ export function createAgentMetrics(src: MetricsSource): AgentMetrics {
   const registry = new Registry()
   const reg = [registry]
   const dp = (): Datapath => src.datapath
+  // Counters summed over every datapath thread (config workers; datapath/counters.ts).
+  const tot = (): DatapathCounters => src.datapath.totals()
   const ports = (): { name: string; port: number }[] =>
     [{ name: 'underlay', port: UNDERLAY_PORT }, ...src.podStates().map((p) => ({ name: p.name, port: p.port }))]
 
@@ -76,7 +79,7 @@ export function createAgentMetrics(src: MetricsSource): AgentMetrics {
       name, help, labelNames: ['port', 'direction'], registers: reg,
       collect() {
         this.reset()
-        const s = dp().stats
+        const s = tot().stats
         for (const p of ports()) {
           this.inc({ port: p.name, direction: 'rx' }, s[p.port * 4 + rx])
           this.inc({ port: p.name, direction: 'tx' }, s[p.port * 4 + tx])
@@ -91,7 +94,7 @@ export function createAgentMetrics(src: MetricsSource): AgentMetrics {
     name: 'tapestry_drops_total', help: 'Frames dropped by the dataplane, by reason.', labelNames: ['reason'], registers: reg,
     collect() {
       this.reset()
-      const d = dp().drops
+      const d = tot().drops
       DROP_NAMES.forEach((reason, i) => this.inc({ reason }, d[i]))
     },
   })
@@ -123,7 +126,7 @@ export function createAgentMetrics(src: MetricsSource): AgentMetrics {
   })
 
   const fdbCounter = (name: string, help: string, c: FdbCounter): void => {
-    new Counter({ name, help, registers: reg, collect() { this.reset(); this.inc(dp().fdb.counters[c]) } })
+    new Counter({ name, help, registers: reg, collect() { this.reset(); this.inc(tot().fdb[c]) } })
   }
   fdbCounter('tapestry_fdb_learned_total', 'MAC addresses learned.', FdbCounter.Learned)
   fdbCounter('tapestry_fdb_moved_total', 'Learned MAC addresses that moved to another port.', FdbCounter.Moved)
@@ -133,7 +136,7 @@ export function createAgentMetrics(src: MetricsSource): AgentMetrics {
     name: 'tapestry_fdb_limit_drops_total', help: 'MAC addresses not learned because a limit was reached.', labelNames: ['limit'], registers: reg,
     collect() {
       this.reset()
-      const c = dp().fdb.counters
+      const c = tot().fdb
       this.inc({ limit: 'table' }, c[FdbCounter.LimitTable])
       this.inc({ limit: 'vni' }, c[FdbCounter.LimitVni])
       this.inc({ limit: 'port' }, c[FdbCounter.LimitPort])
@@ -143,17 +146,17 @@ export function createAgentMetrics(src: MetricsSource): AgentMetrics {
   new Gauge({ name: 'tapestry_fdb_max_entries', help: 'Limit on FDB entries (fdb.maxEntries).', registers: reg, collect() { this.set(dp().fdb.maxEntries) } })
   new Gauge({ name: 'tapestry_arp_entries', help: 'Entries in the ARP suppression table.', registers: reg, collect() { this.set(dp().arp.size) } })
   new Counter({ name: 'tapestry_arp_answered_total', help: 'ARP requests the agent answered itself (gateway or suppression).', registers: reg,
-    collect() { this.reset(); this.inc(dp().arpAnswered) } })
+    collect() { this.reset(); this.inc(tot().misc[MISC_ARP_ANSWERED]) } })
   new Counter({ name: 'tapestry_batches_total', help: 'Batches processed (pod and underlay reads).', registers: reg,
-    collect() { this.reset(); this.inc(dp().batches) } })
+    collect() { this.reset(); this.inc(tot().misc[MISC_BATCHES]) } })
   new Counter({ name: 'tapestry_batch_frames_total', help: 'Frames in those batches.', registers: reg,
-    collect() { this.reset(); this.inc(dp().batchFrames) } })
+    collect() { this.reset(); this.inc(tot().misc[MISC_BATCH_FRAMES]) } })
   new Counter({
     name: 'tapestry_offload_total', help: 'What the offloads did: super-frames segmented and their segments, GSO runs sent and their datagrams, GRO merges written to pods and what they hold.',
     labelNames: ['kind'], registers: reg,
     collect() {
       this.reset()
-      const o = dp().offloads
+      const o = tot().offloads
       OFFLOAD_NAMES.forEach((kind, i) => this.inc({ kind }, o[i]))
     },
   })
@@ -163,7 +166,7 @@ export function createAgentMetrics(src: MetricsSource): AgentMetrics {
       collect() {
         this.reset()
         const d = dp()
-        this.inc({ port: 'underlay' }, d.priorityRx[k])
+        this.inc({ port: 'underlay' }, tot().priorityRx[k])
         for (const p of src.podStates()) this.inc({ port: p.name }, d.pod(p.port)?.prioRx[k] ?? 0)
       },
     })
@@ -171,7 +174,7 @@ export function createAgentMetrics(src: MetricsSource): AgentMetrics {
   laneCounter('tapestry_priority_lane_frames_total', 'Frames read through the priority lane (ARP, ICMP, ICMPv6 ahead of bulk traffic; priorityLane): VXLAN datagrams on the underlay, frames from a pod TAP\'s second queue.', 0)
   laneCounter('tapestry_priority_lane_bytes_total', 'Bytes of those frames.', 1)
   new Gauge({ name: 'tapestry_batch_size_mean', help: 'Mean frames per batch since the agent started.', registers: reg,
-    collect() { const d = dp(); this.set(d.batches > 0 ? d.batchFrames / d.batches : 0) } })
+    collect() { const m = tot().misc; this.set(m[MISC_BATCHES] > 0 ? m[MISC_BATCH_FRAMES] / m[MISC_BATCHES] : 0) } })
   new Gauge({ name: 'tapestry_pods', help: 'Pods attached to this agent.', registers: reg, collect() { this.set(src.podStates().length) } })
   new Gauge({ name: 'tapestry_peers', help: 'Remote VTEPs known.', registers: reg, collect() { this.set(dp().peers.size) } })
 

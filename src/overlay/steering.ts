@@ -23,8 +23,8 @@
  * (a load past the end makes a classic BPF program return 0).
  */
 import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HLEN, ETH_OFF_TYPE } from '../wire/ethernet'
-import { IPV4_OFF_PROTO, PROTO_ICMP } from '../wire/ipv4'
-import { IPV6_OFF_NEXT_HEADER, PROTO_ICMPV6 } from '../wire/ipv6'
+import { IPV4_OFF_DST, IPV4_OFF_FRAG, IPV4_OFF_PROTO, IPV4_OFF_SRC, PROTO_ICMP, PROTO_TCP, PROTO_UDP } from '../wire/ipv4'
+import { IPV6_HLEN, IPV6_OFF_NEXT_HEADER, IPV6_OFF_SRC, IPV6_OFF_DST, PROTO_ICMPV6 } from '../wire/ipv6'
 import { VXLAN_HLEN } from '../wire/vxlan'
 
 /** Socket indices in the reuseport group, by join order. */
@@ -57,38 +57,201 @@ function labels(insns: { label?: string }[], max: number): (l: string | undefine
   }
 }
 
-/** One instruction; jt/jf name labels (or are 0: the next instruction). */
-interface Insn { code: number; k: number; jt?: string; jf?: string; label?: string }
+/** One instruction; jt/jf name labels (or are 0: the next instruction); `ja` names an unconditional jump's target (its k). */
+interface Insn { code: number; k: number; jt?: string; jf?: string; ja?: string; label?: string }
 
 /** Resolves labels into relative jumps and encodes struct sock_filter entries (host byte order). */
 export function assemble(insns: Insn[], littleEndian: boolean): Uint8Array {
   const rel = labels(insns, 255)
+  const far = labels(insns, 0xffff)
   const out = new Uint8Array(insns.length * 8)
   const dv = new DataView(out.buffer)
   insns.forEach((ins, i) => {
     dv.setUint16(i * 8, ins.code, littleEndian)
     dv.setUint8(i * 8 + 2, rel(ins.jt, i))
     dv.setUint8(i * 8 + 3, rel(ins.jf, i))
-    dv.setUint32(i * 8 + 4, ins.k >>> 0, littleEndian)
+    dv.setUint32(i * 8 + 4, ins.ja !== undefined ? far(ins.ja, i) : ins.k >>> 0, littleEndian)
   })
   return out
 }
 
 /** The priority lane's program: ARP, ICMP and ICMPv6 -> LANE_PRIORITY, the rest -> LANE_BULK. */
 export function priorityLaneProgram(littleEndian: boolean): Uint8Array {
-  const at = offsets(VXLAN_HLEN)
-  return assemble([
+  return underlayProgram(littleEndian, { workers: 1, lane: true })
+}
+
+/*
+ * Workers (config `workers` > 1): the datapath runs in that many threads, each
+ * with its own socket in the group and its own queue of every pod TAP. A flow
+ * must always be read by the same worker, in both directions and on both hosts,
+ * so its learning, GRO and order stay in one thread: the programs pick the
+ * worker from a symmetric hash of the inner packet (flowWorker below is the
+ * reference, and tests run both programs against it):
+ *
+ *   IPv4: src ^ dst; IPv6: the xor of the eight address words;
+ *   TCP or UDP (not a fragment, no IPv6 extension header): ^ (sport ^ dport);
+ *   fold h ^= h >> 16, h ^= h >> 8; worker = h % workers.
+ *
+ * Anything else (not IP, truncated, VLAN-tagged) goes to worker 0. With the
+ * priority lane the priority socket or queue is index `workers`, after every
+ * worker's, and takes ARP, ICMP and ICMPv6 as above.
+ */
+
+/** What a steering program chooses between. */
+export interface SteeringLayout {
+  /** Bulk sockets or queues, one per worker (indices 0 .. workers-1). */
+  workers: number
+  /** Whether a priority socket or queue follows them (index `workers`). */
+  lane: boolean
+}
+
+/** More classic BPF opcodes, for the workers' hash. */
+export const BPF_LD_W_ABS = 0x20
+export const BPF_LD_H_IND = 0x48
+export const BPF_LDX_B_MSH = 0xb1
+export const BPF_LD_MEM = 0x60
+export const BPF_LDX_MEM = 0x61
+export const BPF_ST = 0x02
+export const BPF_TAX = 0x07
+export const BPF_ALU_XOR_X = 0xac
+export const BPF_ALU_RSH_K = 0x74
+export const BPF_ALU_MOD_K = 0x94
+export const BPF_JSET_K = 0x45
+export const BPF_JA = 0x05
+export const BPF_RET_A = 0x16
+
+/** IPv4 fragment offset and MF bits: a packet with any set carries no ports (or not its first). */
+const IPV4_FRAG_MASK = 0x3fff
+
+/**
+ * The reference of the programs' choice for the Ethernet frame at buf[eth, eth+len):
+ * the bulk socket or queue index of its flow's worker, or `workers` (the priority
+ * lane) for ARP, ICMP and ICMPv6 when `lane` is set. Bytes past `len` end the
+ * choice with 0, as a load past the end ends a program.
+ */
+export function flowWorker(buf: Uint8Array, eth: number, len: number, layout: SteeringLayout): number {
+  const end = eth + len
+  const at = offsets(eth)
+  if (at.type + 2 > end) return 0
+  const type = (buf[at.type] << 8) | buf[at.type + 1]
+  const ip = eth + ETH_HLEN
+  let h = 0
+  let proto = 0
+  let l4 = 0
+  if (type === ETHERTYPE_ARP) return layout.lane ? layout.workers : 0
+  if (type === ETHERTYPE_IPV4) {
+    if (at.v4proto + 1 > end) return 0
+    proto = buf[at.v4proto]
+    if (layout.lane && proto === PROTO_ICMP) return layout.workers
+    if (layout.workers === 1) return 0
+    if (ip + IPV4_OFF_DST + 4 > end) return 0
+    h = (word(buf, ip + IPV4_OFF_SRC) ^ word(buf, ip + IPV4_OFF_DST)) >>> 0
+    if (proto === PROTO_TCP || proto === PROTO_UDP) {
+      if (ip + IPV4_OFF_FRAG + 2 > end) return 0
+      if ((((buf[ip + IPV4_OFF_FRAG] << 8) | buf[ip + IPV4_OFF_FRAG + 1]) & IPV4_FRAG_MASK) === 0) l4 = ip + (buf[ip] & 0xf) * 4
+    }
+  } else if (type === ETHERTYPE_IPV6) {
+    if (at.v6next + 1 > end) return 0
+    proto = buf[at.v6next]
+    if (layout.lane && proto === PROTO_ICMPV6) return layout.workers
+    if (layout.workers === 1) return 0
+    if (ip + IPV6_OFF_DST + 16 > end) return 0
+    for (let k = 0; k < 8; k++) h = (h ^ word(buf, ip + IPV6_OFF_SRC + 4 * k)) >>> 0
+    if (proto === PROTO_TCP || proto === PROTO_UDP) l4 = ip + IPV6_HLEN
+  } else {
+    return 0
+  }
+  if (l4 > 0) {
+    if (l4 + 4 > end) return 0
+    h = (h ^ ((buf[l4] << 8) | buf[l4 + 1]) ^ ((buf[l4 + 2] << 8) | buf[l4 + 3])) >>> 0
+  }
+  h = (h ^ (h >>> 16)) >>> 0
+  h = (h ^ (h >>> 8)) >>> 0
+  return h % layout.workers
+}
+
+function word(buf: Uint8Array, off: number): number {
+  return ((buf[off] << 24) | (buf[off + 1] << 16) | (buf[off + 2] << 8) | buf[off + 3]) >>> 0
+}
+
+/**
+ * The underlay group's program (offset 0 is the UDP payload, the VXLAN header):
+ * the lane and, with workers, the flow's worker. Scratch memory: M[0] protocol,
+ * M[1] hash, M[2] a port.
+ */
+export function underlayProgram(littleEndian: boolean, layout: SteeringLayout): Uint8Array {
+  checkLayout(layout)
+  const base = VXLAN_HLEN
+  const at = offsets(base)
+  const ip = base + ETH_HLEN
+  const { workers, lane } = layout
+  const prio = lane ? 'prio' : 'bulk'
+  const hashing = workers > 1
+  const v4rest = hashing ? 'v4hash' : 'bulk'
+  const v6rest = hashing ? 'v6hash' : 'bulk'
+  const insns: Insn[] = [
     { code: BPF_LD_H_ABS, k: at.type },
-    { code: BPF_JEQ_K, k: ETHERTYPE_ARP, jt: 'prio' },
+    { code: BPF_JEQ_K, k: ETHERTYPE_ARP, jt: prio },
     { code: BPF_JEQ_K, k: ETHERTYPE_IPV4, jt: 'v4' },
     { code: BPF_JEQ_K, k: ETHERTYPE_IPV6, jt: 'v6', jf: 'bulk' },
     { code: BPF_LD_B_ABS, k: at.v4proto, label: 'v4' },
-    { code: BPF_JEQ_K, k: PROTO_ICMP, jt: 'prio', jf: 'bulk' },
+    lane ? { code: BPF_JEQ_K, k: PROTO_ICMP, jt: 'prio', jf: v4rest } : { code: BPF_JA, k: 0, ja: v4rest },
     { code: BPF_LD_B_ABS, k: at.v6next, label: 'v6' },
-    { code: BPF_JEQ_K, k: PROTO_ICMPV6, jt: 'prio', jf: 'bulk' },
-    { code: BPF_RET_K, k: LANE_BULK, label: 'bulk' },
-    { code: BPF_RET_K, k: LANE_PRIORITY, label: 'prio' },
-  ], littleEndian)
+    lane ? { code: BPF_JEQ_K, k: PROTO_ICMPV6, jt: 'prio', jf: v6rest } : { code: BPF_JA, k: 0, ja: v6rest },
+  ]
+  if (hashing) {
+    const xorWord = (k: number): Insn[] => [{ code: BPF_TAX, k: 0 }, { code: BPF_LD_W_ABS, k }, { code: BPF_ALU_XOR_X, k: 0 }]
+    insns.push(
+      // IPv4: M[0] = protocol, M[1] = src ^ dst; ports unless a fragment.
+      { code: BPF_ST, k: 0, label: 'v4hash' },
+      { code: BPF_LD_W_ABS, k: ip + IPV4_OFF_SRC },
+      ...xorWord(ip + IPV4_OFF_DST),
+      { code: BPF_ST, k: 1 },
+      { code: BPF_LD_MEM, k: 0 },
+      { code: BPF_JEQ_K, k: PROTO_TCP, jt: 'v4frag' },
+      { code: BPF_JEQ_K, k: PROTO_UDP, jt: 'v4frag', jf: 'fold' },
+      { code: BPF_LD_H_ABS, k: ip + IPV4_OFF_FRAG, label: 'v4frag' },
+      { code: BPF_JSET_K, k: IPV4_FRAG_MASK, jt: 'fold' },
+      { code: BPF_LDX_B_MSH, k: ip },
+      { code: BPF_LD_H_IND, k: ip },
+      { code: BPF_ST, k: 2 },
+      { code: BPF_LD_H_IND, k: ip + 2 },
+      { code: BPF_JA, k: 0, ja: 'ports' },
+      // IPv6: the xor of the address words; ports right after the fixed header.
+      { code: BPF_ST, k: 0, label: 'v6hash' },
+      { code: BPF_LD_W_ABS, k: ip + IPV6_OFF_SRC },
+      ...[1, 2, 3, 4, 5, 6, 7].flatMap((w) => xorWord(ip + IPV6_OFF_SRC + 4 * w)),
+      { code: BPF_ST, k: 1 },
+      { code: BPF_LD_MEM, k: 0 },
+      { code: BPF_JEQ_K, k: PROTO_TCP, jt: 'v6ports' },
+      { code: BPF_JEQ_K, k: PROTO_UDP, jt: 'v6ports', jf: 'fold' },
+      { code: BPF_LD_H_ABS, k: ip + IPV6_HLEN, label: 'v6ports' },
+      { code: BPF_ST, k: 2 },
+      { code: BPF_LD_H_ABS, k: ip + IPV6_HLEN + 2 },
+      // A = dport: hash ^= sport ^ dport.
+      { code: BPF_LDX_MEM, k: 2, label: 'ports' },
+      { code: BPF_ALU_XOR_X, k: 0 },
+      { code: BPF_LDX_MEM, k: 1 },
+      { code: BPF_ALU_XOR_X, k: 0 },
+      { code: BPF_ST, k: 1 },
+      { code: BPF_LD_MEM, k: 1, label: 'fold' },
+      { code: BPF_TAX, k: 0 },
+      { code: BPF_ALU_RSH_K, k: 16 },
+      { code: BPF_ALU_XOR_X, k: 0 },
+      { code: BPF_TAX, k: 0 },
+      { code: BPF_ALU_RSH_K, k: 8 },
+      { code: BPF_ALU_XOR_X, k: 0 },
+      { code: BPF_ALU_MOD_K, k: workers },
+      { code: BPF_RET_A, k: 0 },
+    )
+  }
+  insns.push({ code: BPF_RET_K, k: LANE_BULK, label: 'bulk' })
+  if (lane) insns.push({ code: BPF_RET_K, k: workers, label: 'prio' })
+  return assemble(insns, littleEndian)
+}
+
+function checkLayout(l: SteeringLayout): void {
+  if (!Number.isInteger(l.workers) || l.workers < 1 || l.workers > 64) throw new RangeError(`workers must be 1..64, not ${l.workers}`)
 }
 
 /*
@@ -133,25 +296,97 @@ export function assembleEbpf(insns: EInsn[], littleEndian: boolean): Uint8Array 
   return out
 }
 
+/** More eBPF opcodes, for the workers' hash (ALU32: results wrap at 32 bits). */
+export const EBPF_LD_ABS_W = 0x20
+export const EBPF_LD_IND_H = 0x48
+export const EBPF_MOV32_X = 0xbc
+export const EBPF_XOR32_X = 0xac
+export const EBPF_RSH32_K = 0x74
+export const EBPF_LSH32_K = 0x64
+export const EBPF_AND32_K = 0x54
+export const EBPF_MOD32_K = 0x94
+export const EBPF_JSET_K = 0x45
+
 /** The pod TAP's steering program: ARP, ICMP and ICMPv6 -> QUEUE_PRIORITY, the rest -> QUEUE_BULK. */
 export function podLaneProgram(littleEndian: boolean): Uint8Array {
+  return podProgram(littleEndian, { workers: 1, lane: true })
+}
+
+/**
+ * The pod TAP's program for a layout: the same choice as underlayProgram (and
+ * flowWorker), read from the Ethernet header at offset 0. Registers: r6 the
+ * context (LD_ABS/LD_IND read through it), r7 the hash, r8 the protocol, r9
+ * the IPv4 header length; LD_ABS and LD_IND leave their result in r0.
+ */
+export function podProgram(littleEndian: boolean, layout: SteeringLayout): Uint8Array {
+  checkLayout(layout)
   const at = offsets(0)
-  return assembleEbpf([
-    // LD_ABS takes the packet from the context in r6.
+  const ip = ETH_HLEN
+  const { workers, lane } = layout
+  const hashing = workers > 1
+  const prio = lane ? 'prio' : 'bulk'
+  const xor7 = { code: EBPF_XOR32_X, dst: 7, src: 0 }
+  const insns: EInsn[] = [
     { code: EBPF_MOV64_X, dst: 6, src: 1 },
     { code: EBPF_LD_ABS_H, k: at.type },
-    { code: EBPF_JEQ_K, k: ETHERTYPE_ARP, to: 'prio' },
+    { code: EBPF_JEQ_K, k: ETHERTYPE_ARP, to: prio },
     { code: EBPF_JEQ_K, k: ETHERTYPE_IPV4, to: 'v4' },
     { code: EBPF_JEQ_K, k: ETHERTYPE_IPV6, to: 'v6' },
     { code: EBPF_JA, to: 'bulk' },
     { code: EBPF_LD_ABS_B, k: at.v4proto, label: 'v4' },
-    { code: EBPF_JEQ_K, k: PROTO_ICMP, to: 'prio' },
-    { code: EBPF_JA, to: 'bulk' },
+    ...(lane ? [{ code: EBPF_JEQ_K, k: PROTO_ICMP, to: 'prio' }] : []),
+    { code: EBPF_JA, to: hashing ? 'v4hash' : 'bulk' },
     { code: EBPF_LD_ABS_B, k: at.v6next, label: 'v6' },
-    { code: EBPF_JEQ_K, k: PROTO_ICMPV6, to: 'prio' },
+    ...(lane ? [{ code: EBPF_JEQ_K, k: PROTO_ICMPV6, to: 'prio' }] : []),
+    { code: EBPF_JA, to: hashing ? 'v6hash' : 'bulk' },
+  ]
+  if (hashing) {
+    insns.push(
+      { code: EBPF_MOV64_X, dst: 8, src: 0, label: 'v4hash' },
+      { code: EBPF_LD_ABS_W, k: ip + IPV4_OFF_SRC },
+      { code: EBPF_MOV32_X, dst: 7, src: 0 },
+      { code: EBPF_LD_ABS_W, k: ip + IPV4_OFF_DST },
+      xor7,
+      { code: EBPF_JEQ_K, dst: 8, k: PROTO_TCP, to: 'v4frag' },
+      { code: EBPF_JEQ_K, dst: 8, k: PROTO_UDP, to: 'v4frag' },
+      { code: EBPF_JA, to: 'fold' },
+      { code: EBPF_LD_ABS_H, k: ip + IPV4_OFF_FRAG, label: 'v4frag' },
+      { code: EBPF_JSET_K, k: IPV4_FRAG_MASK, to: 'fold' },
+      { code: EBPF_LD_ABS_B, k: ip },
+      { code: EBPF_AND32_K, k: 0xf },
+      { code: EBPF_LSH32_K, k: 2 },
+      { code: EBPF_MOV64_X, dst: 9, src: 0 },
+      { code: EBPF_LD_IND_H, src: 9, k: ip },
+      xor7,
+      { code: EBPF_LD_IND_H, src: 9, k: ip + 2 },
+      xor7,
+      { code: EBPF_JA, to: 'fold' },
+      { code: EBPF_MOV64_X, dst: 8, src: 0, label: 'v6hash' },
+      { code: EBPF_LD_ABS_W, k: ip + IPV6_OFF_SRC },
+      { code: EBPF_MOV32_X, dst: 7, src: 0 },
+      ...[1, 2, 3, 4, 5, 6, 7].flatMap((w) => [{ code: EBPF_LD_ABS_W, k: ip + IPV6_OFF_SRC + 4 * w }, xor7]),
+      { code: EBPF_JEQ_K, dst: 8, k: PROTO_TCP, to: 'v6ports' },
+      { code: EBPF_JEQ_K, dst: 8, k: PROTO_UDP, to: 'v6ports' },
+      { code: EBPF_JA, to: 'fold' },
+      { code: EBPF_LD_ABS_H, k: ip + IPV6_HLEN, label: 'v6ports' },
+      xor7,
+      { code: EBPF_LD_ABS_H, k: ip + IPV6_HLEN + 2 },
+      xor7,
+      { code: EBPF_MOV32_X, dst: 0, src: 7, label: 'fold' },
+      { code: EBPF_RSH32_K, k: 16 },
+      xor7,
+      { code: EBPF_MOV32_X, dst: 0, src: 7 },
+      { code: EBPF_RSH32_K, k: 8 },
+      xor7,
+      { code: EBPF_MOD32_K, dst: 7, k: workers },
+      { code: EBPF_MOV64_X, dst: 0, src: 7 },
+      { code: EBPF_EXIT },
+    )
+  }
+  insns.push(
     { code: EBPF_MOV64_K, k: QUEUE_BULK, label: 'bulk' },
     { code: EBPF_EXIT },
-    { code: EBPF_MOV64_K, k: QUEUE_PRIORITY, label: 'prio' },
-    { code: EBPF_EXIT },
-  ], littleEndian)
+  )
+  if (lane) insns.push({ code: EBPF_MOV64_K, k: workers, label: 'prio' }, { code: EBPF_EXIT })
+  return assembleEbpf(insns, littleEndian)
 }

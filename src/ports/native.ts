@@ -32,6 +32,8 @@ export interface NativeAddon {
   tapSetSteering(fd: number, program: Uint8Array): void
   /** Busy-poll window of this thread's loop after each received batch, us (0 = off). */
   busyPoll(us: number): void
+  /** Names the calling thread (at most 15 bytes; longer throws), as top -H shows it. */
+  threadName(name: string): void
   csumAdd(buf: Uint8Array, off: number, len: number, sum: number): number
   /** The twin of wire/tso.ts tsoSegment; info receives hdrLen, payloadLen, lastLen, l4Off, ethLen. */
   tsoSegment(buf: Uint8Array, frame: number, len: number, isUdp: boolean, gsoSize: number,

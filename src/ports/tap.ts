@@ -48,6 +48,10 @@ export class TapPort {
   readonly offloadFlags: number
   private handle: object | null = null
   private closed = false
+  /** False for a port made by adopt(): its fd belongs to another thread's port. */
+  private owned = true
+  /** False for a port that only writes (adopt() with read false): start() does nothing. */
+  private readable = true
 
   private constructor(
     readonly fd: number,
@@ -82,6 +86,18 @@ export class TapPort {
     return new TapPort(fd, name, vnet, offload, opts.batchFrames ?? BATCH_FRAMES, opts.rx, opts.rxBudget ?? 0)
   }
 
+  /**
+   * A port over a TAP queue another port of this process owns (a worker
+   * thread's view of it): close() leaves the fd open. With `read` false it only
+   * writes (a single-queue TAP the main thread reads; any fd of a TAP may write).
+   */
+  static adopt(fd: number, name: string, opts: { vnetHdr: boolean; offloadFlags: number; rx: Batch; rxBudget?: number; read: boolean }): TapPort {
+    const t = new TapPort(fd, name, opts.vnetHdr, opts.offloadFlags, opts.rx.slots, opts.rx, opts.rxBudget ?? 0)
+    t.owned = false
+    t.readable = opts.read
+    return t
+  }
+
   /** Whether the kernel took UDP segmentation offload (USO4): the TAP accepts GSO_UDP_L4 frames. */
   get uso(): boolean {
     return (this.offloadFlags & TUN_F_USO4) !== 0
@@ -89,7 +105,7 @@ export class TapPort {
 
   /** Starts batched receive: onBatch(n) runs once per batch with rx.len[0..n) filled; n < 0 is -errno. */
   start(onBatch: (n: number) => void): void {
-    if (this.handle) return
+    if (this.handle || !this.readable) return
     const b = this.rx
     this.handle = native.rxStart(this.fd, b.data, b.slotSize, HEADROOM, b.len, b.slots, onBatch)
     if (this.rxBudget > 0) native.rxBudget(this.handle, this.rxBudget)
@@ -130,7 +146,7 @@ export class TapPort {
     if (this.closed) return
     this.closed = true
     this.stop()
-    native.closeFd(this.fd)
+    if (this.owned) native.closeFd(this.fd)
   }
 }
 

@@ -35,6 +35,8 @@ export class UdpPort {
   private handle: object | null = null
   private closed = false
   private readonly rxBudget: number
+  /** False for a port made by adopt(): its fd belongs to another thread's port. */
+  private owned = true
 
   private constructor(readonly fd: number, readonly addr: number, readonly port: number, gro: boolean, batchFrames: number, rx: Batch | undefined, rxBudget: number) {
     this.gro = gro
@@ -59,6 +61,18 @@ export class UdpPort {
     }
     const u = new UdpPort(fd, opts.addr >>> 0, port, gro, opts.batchFrames ?? BATCH_FRAMES, opts.rx, opts.rxBudget ?? 0)
     if (opts.gso && !opts.noChecksum) u.gsoEnabled = u.gsoSupported()
+    return u
+  }
+
+  /**
+   * A port over a socket another port of this process owns (a worker thread's
+   * view of the main thread's socket): it reads and sends, and close() leaves
+   * the fd open.
+   */
+  static adopt(fd: number, addr: number, port: number, opts: { gro: boolean; gsoEnabled: boolean; rx: Batch; rxBudget?: number }): UdpPort {
+    const u = new UdpPort(fd, addr >>> 0, port, opts.gro, opts.rx.slots, opts.rx, opts.rxBudget ?? 0)
+    u.gsoEnabled = opts.gsoEnabled
+    u.owned = false
     return u
   }
 
@@ -104,6 +118,6 @@ export class UdpPort {
     if (this.closed) return
     this.closed = true
     this.stop()
-    native.closeFd(this.fd)
+    if (this.owned) native.closeFd(this.fd)
   }
 }

@@ -40,6 +40,7 @@ test('a config with only required keys normalizes with every default', () => {
     offloads: true,
     busyPollUs: 0,
     rxBatchBytes: 65536,
+    workers: 1,
     priorityLane: true,
     cpuLatencyUs: null,
     log: { level: 'info' },
