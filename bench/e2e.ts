@@ -34,7 +34,7 @@ import * as path from 'node:path'
 import { Lab, PREFIX, RUN_ID, sh } from '../test/harness/lab'
 import { TAPESTRY_BIN } from '../test/harness/overlay'
 import { Cell, MEASUREMENTS, SETTINGS } from './lib/e2e-figures'
-import { BenchPath, BUILDERS, PATH_ORDER, PathId, tincAvailable } from './lib/e2e-paths'
+import { BenchPath, BUILDERS, PATH_ORDER, PathId, buildTapestry, tincAvailable } from './lib/e2e-paths'
 import { ovsAvailable } from './lib/ovs-path'
 import { environment, header, markdown, notes, ratio, resultFiles, Results, resultsTable, cellText, svgChart, vipLines, overlayLines } from './lib/e2e-report'
 
@@ -48,11 +48,12 @@ function progress(msg: string): void {
 function usage(why?: string): never {
   process.stderr.write([
     ...(why ? [`bench e2e: ${why}`] : []),
-    'usage: node dist/bench/e2e.js [--short] [--paths PATH,...]',
+    'usage: node dist/bench/e2e.js [--short] [--paths PATH,...] [--workers N]',
     '  --short         CI mode: 2 s per figure, whole run under 90 s (default: full mode, 10 s per figure)',
     `  --paths P,...   run only these paths, of ${PATH_ORDER.join(', ')} (default: all; tinc and ovs only in`,
     '                  full mode and when installed). kernel is always run, since every ratio is to it.',
     '                  tinc or ovs named here run in short mode too, and must be installed.',
+    '  --workers N     run the Tapestry agents with workers: N (datapath threads; default 1)',
     '',
   ].join('\n'))
   process.exit(2)
@@ -65,9 +66,10 @@ const COMPARISONS: Partial<Record<PathId, { what: string; available: () => boole
 }
 
 /** Parses the arguments: the mode, and the paths named with --paths (null: the default selection). */
-function parseArgs(args: string[]): { mode: 'short' | 'full'; named: Set<PathId> | null } {
+function parseArgs(args: string[]): { mode: 'short' | 'full'; named: Set<PathId> | null; workers: number } {
   let mode: 'short' | 'full' = 'full'
   let named: Set<PathId> | null = null
+  let workers = 1
   for (let i = 0; i < args.length; i++) {
     const a = args[i]
     if (a === '--short') mode = 'short'
@@ -79,9 +81,12 @@ function parseArgs(args: string[]): { mode: 'short' | 'full'; named: Set<PathId>
       if (!ids.length) usage('--paths needs at least one path')
       if (unknown.length) usage(`unknown path ${unknown.join(', ')} in --paths`)
       named = new Set(ids as PathId[])
+    } else if (a === '--workers') {
+      workers = Number(args[++i])
+      if (!Number.isInteger(workers) || workers < 1 || workers > 16) usage('--workers needs an integer from 1 to 16')
     } else usage(`unknown argument ${a}`)
   }
-  return { mode, named }
+  return { mode, named, workers }
 }
 
 /** Why the benchmark cannot run here, or null. */
@@ -97,7 +102,7 @@ function unavailable(): string | null {
 }
 
 async function main(): Promise<number> {
-  const { mode, named } = parseArgs(process.argv.slice(2))
+  const { mode, named, workers } = parseArgs(process.argv.slice(2))
   const settings = SETTINGS[mode]
   const why = unavailable()
   if (why) {
@@ -146,7 +151,7 @@ async function main(): Promise<number> {
   try {
     for (const id of chosen) {
       progress(`building path ${id}`)
-      paths.push(await BUILDERS[id](lab))
+      paths.push(await (id === 'tapestry' && workers > 1 ? buildTapestry(lab, { workers }) : BUILDERS[id](lab)))
     }
     for (const p of paths.filter((q) => q.dataplanePids.length)) progress(`${p.id}: dataplane pids ${p.dataplanePids.join(', ')}${p.details.agentPids ? ` (${(p.details.agentPids as Array<{ check: string }>).map((x) => x.check).join('; ')})` : ''}`)
     for (const m of MEASUREMENTS) {

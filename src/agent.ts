@@ -13,11 +13,12 @@ import * as os from 'node:os'
 import { EventEmitter } from 'node:events'
 import * as path from 'node:path'
 import { Config, PodConfig, parseConfig, ConfigError } from './control/config'
-import { Datapath, PodSpec } from './datapath/datapath'
+import { CaptureHook, Datapath, PodSpec } from './datapath/datapath'
+import { relayFrames } from './datapath/capture-relay'
 import { TapPort } from './ports/tap'
 import { UdpPort } from './ports/udp'
 import { podProgram, underlayProgram } from './overlay/steering'
-import { WorkerOp, WorkerPool } from './datapath/workers'
+import { FdbView, WorkerOp, WorkerPool } from './datapath/workers'
 import { Batch } from './lib/batch'
 import { NativeError, native } from './ports/native'
 import { CpuLatencyRequest } from './ports/cpu-latency'
@@ -147,6 +148,8 @@ export class Agent extends EventEmitter {
       conntrack: { maxConnections: cfg.conntrack.maxConnections },
       floodPerSecond: cfg.storm.floodPerSecond,
       floodBurst: cfg.storm.burst,
+      // With workers this thread is worker 0; ARP is read here only, so the workers are told what it learns.
+      ...(cfg.workers > 1 ? { steer: { workers: cfg.workers, worker: 0 }, onArpLearn: (vni: number, ip: number, hi: number, lo: number) => this.queueArp(vni, ip, hi, lo) } : {}),
     })
     this.nodePorts = new NodePortProxy(cfg.node.underlayIP, log)
     if (cfg.dns) {
@@ -159,7 +162,9 @@ export class Agent extends EventEmitter {
         return n > 0 ? n : dns.dropped ? -1 : 0
       }
       this.onServicesChanged = (list) => {
-        dns.setServices(list.map((sv) => ({ name: sv.name, namespace: sv.namespace ?? 'default', clusterIP: ipv4Parse(sv.clusterIP) })).filter((x) => x.clusterIP > 0))
+        const names = list.map((sv) => ({ name: sv.name, namespace: sv.namespace ?? 'default', clusterIP: ipv4Parse(sv.clusterIP) })).filter((x) => x.clusterIP > 0)
+        dns.setServices(names)
+        this.toWorkers({ op: 'dnsServices', list: names })
       }
     }
   }
@@ -184,8 +189,9 @@ export class Agent extends EventEmitter {
           arpSuppression: this.cfg.arpSuppression, learnPeers: this.cfg.learnPeers, floodPerSecond: this.cfg.storm.floodPerSecond, floodBurst: this.cfg.storm.burst,
         },
         busyPollUs: this.cfg.busyPollUs, rxBatchBytes: this.cfg.rxBatchBytes, sweepMs: this.sweepMs(),
-      }, (err) => this.fatal(err))
+      }, (err) => this.fatal(err), (records) => { if (this.captureHook !== null) relayFrames(records, this.captureHook) })
       this.datapath.workerCounters.push(...this.pool.counters)
+      if (this.cfg.dns) await this.pool.all({ op: 'dns', ip: this.cfg.dns.ipAddr, clusterDomain: this.cfg.dns.clusterDomain })
     }
     if (this.cfg.priorityLane || workers > 1) {
       // The sockets share the port through SO_REUSEPORT, which would also let a second agent
@@ -241,6 +247,59 @@ export class Agent extends EventEmitter {
   private removeNetwork(vni: number): void {
     this.datapath.removeNetwork(vni)
     this.toWorkers({ op: 'network', vni, gatewayIp: 0, add: false })
+  }
+
+  /** The running captures' hook (observe/capture.ts), or null. */
+  private captureHook: CaptureHook | null = null
+
+  /**
+   * What the capture hub attaches to: the main datapath's hook, and with workers
+   * theirs, which relay every frame they see here while a capture runs.
+   */
+  readonly captureTarget: { capture: CaptureHook | null } = ((agent: Agent) => ({
+    get capture(): CaptureHook | null { return agent.captureHook },
+    set capture(h: CaptureHook | null) {
+      const was = agent.captureHook !== null
+      agent.captureHook = h
+      agent.datapath.capture = h
+      if (was !== (h !== null)) agent.toWorkers({ op: 'capture', on: h !== null })
+    },
+  }))(this)
+
+  /** ARP entries learned since the last hand-over to the workers, [vni, ip, macHi, macLo] after each other. */
+  private arpQueue: number[] = []
+
+  /** Passes an ARP entry the main thread learned to the workers, batched per turn of the event loop. */
+  private queueArp(vni: number, ip: number, hi: number, lo: number): void {
+    if (this.pool === null || this.arpQueue.length >= 4 * 4096) return
+    if (this.arpQueue.length === 0) setImmediate(() => { const entries = this.arpQueue; this.arpQueue = []; this.toWorkers({ op: 'arp', entries }) })
+    this.arpQueue.push(vni, ip, hi, lo)
+  }
+
+  /** Brings the workers' copied counters (conntrack, FDB, batches) up to date; their packet counters always are. */
+  async syncCounters(): Promise<void> {
+    await this.pool?.all({ op: 'sync' })
+  }
+
+  /** Connections of every datapath thread (conntrack list). */
+  async connections(): Promise<ReturnType<Datapath['conntrack']['list']>> {
+    const own = this.datapath.conntrack.list(performance.now())
+    if (this.pool === null) return own
+    const theirs = await this.pool.ask({ op: 'query', what: 'conntrack' }) as typeof own[]
+    return own.concat(...theirs)
+  }
+
+  /** Empties every datapath thread's conntrack; returns how many connections there were. */
+  async flushConnections(): Promise<number> {
+    let n = this.datapath.conntrack.flush()
+    if (this.pool !== null) for (const k of await this.pool.ask({ op: 'conntrackFlush' }) as number[]) n += k
+    return n
+  }
+
+  /** Learned FDB entries of the workers (each learns from the flows it reads), or [] without workers. */
+  async workerFdb(): Promise<FdbView[]> {
+    if (this.pool === null) return []
+    return (await this.pool.ask({ op: 'query', what: 'fdb' }) as FdbView[][]).flat()
   }
 
   /** A datapath worker died: its share of every flow is gone, so the agent must stop (agent-command). */
@@ -487,6 +546,7 @@ export class Agent extends EventEmitter {
       if (!want.has(key)) {
         const [ns, name] = key.split('/')
         table.remove(name, ns)
+        this.toWorkers({ op: 'serviceRemove', name, namespace: ns })
         this.installedServices.delete(key)
         this.log.info({ service: key }, 'service removed')
       }
@@ -494,6 +554,7 @@ export class Agent extends EventEmitter {
     for (const [key, spec] of want) {
       try {
         const r = table.upsert(spec)
+        this.toWorkers({ op: 'service', spec })
         if (!this.installedServices.has(key)) this.log.info({ service: key, clusterIP: spec.clusterIP, endpoints: spec.endpoints.length }, 'service added')
         else if ((r as { changed?: boolean }).changed !== false) this.log.debug({ service: key }, 'service updated')
         this.installedServices.add(key)
@@ -552,7 +613,6 @@ export class Agent extends EventEmitter {
 
   /** Adds or replaces services from the API (all or nothing). */
   applyServices(specs: ServiceSpec[]): { applied: string[] } {
-    if (this.cfg.workers > 1) throw new ConfigError([{ path: 'services', message: `the agent runs with workers: ${this.cfg.workers}; services need workers: 1 (service NAT runs in one thread)` }])
     const problems: { path: string; message: string }[] = []
     const keys: string[] = []
     specs.forEach((spec, i) => {
@@ -596,10 +656,6 @@ export class Agent extends EventEmitter {
 
   /** Services from the cluster store (replaces the previous set from there). */
   applyClusterServices(list: unknown[]): void {
-    if (this.cfg.workers > 1) {
-      if (list.length > 0) this.log.error({ services: list.length, workers: this.cfg.workers }, 'cluster services not installed: services need workers: 1')
-      return
-    }
     const next = new Map<string, ServiceSpec>()
     for (const item of list) {
       try {

@@ -157,13 +157,11 @@ export async function buildTapestry(lab: Lab, extra: Record<string, unknown> = {
   const pb = { ns: c.podNs('tb'), ip: '10.244.2.2' }
   // One TCP service, VIP:80 -> the server pod's request/response port, on both agents (as every
   // node has every service). The client's agent is the one that balances and NATs (service-path.ts).
-  // With workers > 1 the agents run no services (config-rules.ts): that path has no VIP figure.
-  const withServices = typeof extra.workers !== 'number' || extra.workers <= 1
-  const services = withServices ? [{
+  const services = [{
     name: 'rr', namespace: 'default', clusterIP: SERVICE_VIP,
     ports: [{ name: 'rr', port: SERVICE_PORT, targetPort: RR_PORT, protocol: 'TCP' }],
     endpoints: [{ ip: pb.ip }],
-  }] : []
+  }]
   // Default config otherwise (offloads on, pod MTU = 1500 - 50); log level info is what tells us the agent is ready.
   const agA = await c.startAgent(ha, hostConfig(ha, c.hosts, nets, [{ name: 'ta', network: 'blue', netns: pa.ns, ip: `${pa.ip}/16` }], { services, ...extra }))
   const agB = await c.startAgent(hb, hostConfig(hb, c.hosts, nets, [{ name: 'tb', network: 'blue', netns: pb.ns, ip: `${pb.ip}/16` }], { services, ...extra }))
@@ -174,10 +172,11 @@ export async function buildTapestry(lab: Lab, extra: Record<string, unknown> = {
   return {
     id: 'tapestry',
     label: 'Tapestry',
-    description: `one Tapestry agent per host (default config: offloads on, pod MTU 1450), pods are TAPs the agents created, VXLAN id 42 on port 4789; service ${SERVICE_VIP}:${SERVICE_PORT} -> ${pb.ip}:${RR_PORT} (TCP, Maglev)`,
+    description: `one Tapestry agent per host (default config: offloads on, pod MTU 1450${Object.keys(extra).length > 0 ? `; with ${JSON.stringify(extra)}` : ''}), pods are TAPs the agents created, VXLAN id 42 on port 4789; service ${SERVICE_VIP}:${SERVICE_PORT} -> ${pb.ip}:${RR_PORT} (TCP, Maglev)`,
     ep: { clientNs: pa.ns, serverNs: pb.ns, serverIp: pb.ip },
     dataplanePids: pids.map((p) => p.pid),
-    ...(withServices ? { serviceVip: SERVICE_VIP, servicePort: SERVICE_PORT } : {}),
+    serviceVip: SERVICE_VIP,
+    servicePort: SERVICE_PORT,
     details: { podMtu: POD_MTU, clientIp: pa.ip, serverIp: pb.ip, agentPids: pids, services },
   }
 }

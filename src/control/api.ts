@@ -23,7 +23,7 @@ import { ConfigError } from './config'
 import { peerHealthOf, UNKNOWN_VIEW } from './peer-health'
 import { TapestryError } from '../lib/errors'
 import { DROP_NAMES, OFFLOAD_NAMES } from '../datapath/drops'
-import { MISC_ARP_ANSWERED, MISC_BATCHES, MISC_BATCH_FRAMES } from '../datapath/counters'
+import { MISC_ARP_ANSWERED, MISC_BATCHES, MISC_BATCH_FRAMES, MISC_CAPTURE_LOST, MISC_CT_SIZE } from '../datapath/counters'
 import { SERVICE_DROP_NAMES, SERVICE_STAT_NAMES } from '../service/service-path'
 import { CT_COUNTER_NAMES } from '../service/conntrack'
 import { isPeerPort, PEER_PORT_BASE } from '../overlay/peers'
@@ -47,21 +47,31 @@ export interface FdbRow {
   pod: string | null
 }
 
-export function fdbRows(agent: Agent, vni?: number): FdbRow[] {
+/**
+ * The FDB as the API shows it: the main thread's entries, and with workers
+ * the entries they learned that it has not (each worker learns from the flows
+ * it reads; one row per VNI and MAC, the youngest).
+ */
+export async function fdbRows(agent: Agent, vni?: number): Promise<FdbRow[]> {
   const dp = agent.datapath
   const pods = new Map(agent.podStates().map((p) => [p.port, p.name]))
   const now = performance.now()
-  return dp.fdb.entries(now)
-    .filter((e) => vni === undefined || e.vni === vni)
-    .map((e) => ({
-      vni: e.vni,
-      mac: e.mac,
-      port: e.port,
-      type: e.isStatic ? 'static' as const : 'learned' as const,
-      ageMs: Math.round(e.ageMs),
-      remote: isPeerPort(e.port) ? ipv4Format(dp.peers.addr[e.port - PEER_PORT_BASE]) : null,
-      pod: isPeerPort(e.port) ? null : pods.get(e.port) ?? null,
-    }))
+  const rows = new Map<string, FdbRow>()
+  const add = (e: { vni: number; mac: string; port: number; isStatic: boolean; ageMs: number }, remote: number | null): void => {
+    if (vni !== undefined && e.vni !== vni) return
+    const key = `${e.vni}/${e.mac}`
+    const had = rows.get(key)
+    if (had !== undefined && had.ageMs <= e.ageMs) return
+    rows.set(key, {
+      vni: e.vni, mac: e.mac, port: e.port,
+      type: e.isStatic ? 'static' : 'learned', ageMs: Math.round(e.ageMs),
+      remote: remote === null ? null : ipv4Format(remote),
+      pod: remote === null ? pods.get(e.port) ?? null : null,
+    })
+  }
+  for (const e of dp.fdb.entries(now)) add(e, isPeerPort(e.port) ? dp.peers.addr[e.port - PEER_PORT_BASE] : null)
+  for (const e of await agent.workerFdb()) add(e, e.remote)
+  return [...rows.values()]
 }
 
 export function statsView(agent: Agent): Record<string, unknown> {
@@ -79,7 +89,8 @@ export function statsView(agent: Agent): Record<string, unknown> {
   // Each thread's share of what was read: whether flows spread over the workers.
   const workers = [dp.counters, ...dp.workerCounters].map((w, i) => ({
     worker: i, batches: w.misc[MISC_BATCHES], frames: w.misc[MISC_BATCH_FRAMES],
-    underlayRxFrames: w.stats[UNDERLAY_PORT * 4 + STAT_RX_FRAMES],
+    underlayRxFrames: w.stats[UNDERLAY_PORT * 4 + STAT_RX_FRAMES], connections: w.misc[MISC_CT_SIZE],
+    captureLost: w.misc[MISC_CAPTURE_LOST],
   }))
   return {
     node: agent.config.node.name,
@@ -98,10 +109,10 @@ export function statsView(agent: Agent): Record<string, unknown> {
     arp: { entries: dp.arp.size, answered: t.misc[MISC_ARP_ANSWERED] },
     services: {
       count: dp.services.list().length,
-      drops: Object.fromEntries(SERVICE_DROP_NAMES.map((n, i) => [n, dp.servicePath.drops[i]])),
-      events: Object.fromEntries(SERVICE_STAT_NAMES.map((n, i) => [n, dp.servicePath.stats[i]])),
+      drops: Object.fromEntries(SERVICE_DROP_NAMES.map((n, i) => [n, t.svcDrops[i]])),
+      events: Object.fromEntries(SERVICE_STAT_NAMES.map((n, i) => [n, t.svcStats[i]])),
     },
-    conntrack: Object.fromEntries(CT_COUNTER_NAMES.map((n, i) => [n, dp.conntrack.counters[i]])),
+    conntrack: Object.fromEntries(CT_COUNTER_NAMES.map((n, i) => [n, t.ct[i]])),
     batches,
     meanBatch: batches > 0 ? t.misc[MISC_BATCH_FRAMES] / batches : 0,
     workers,
@@ -192,9 +203,6 @@ export function captureOptions(agent: Agent, body: unknown): CaptureOptions {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new ApiError(400, 'TAPESTRY_CAPTURE_INVALID', 'the capture request must be a JSON object')
   }
-  if (agent.config.workers > 1) {
-    throw new ApiError(409, 'TAPESTRY_CAPTURE_WORKERS', `the agent runs its datapath in ${agent.config.workers} threads (workers: ${agent.config.workers}) and a capture would see only one thread's share of the frames; restart it with workers: 1 to capture`)
-  }
   const r = body as Record<string, unknown>
   const known = ['pod', 'vni', 'underlay', 'filter', 'count', 'durationS', 'snaplen', 'bufferBytes']
   for (const k of Object.keys(r)) {
@@ -272,7 +280,7 @@ export class ApiServer {
   private stopping = false
 
   constructor(readonly agent: Agent, readonly socketPath: string) {
-    this.captures = new CaptureHub(agent.datapath, agent.config.node.underlayAddr)
+    this.captures = new CaptureHub(agent.captureTarget, agent.config.node.underlayAddr)
   }
 
   async listen(): Promise<void> {
@@ -340,10 +348,7 @@ export class ApiServer {
       return send(200, { deleted: this.agent.deleteService(decodePart(sm[2]), decodePart(sm[1])) })
     }
     if (method === 'POST' && url.pathname === '/v1/conntrack/flush') {
-      const ct = this.agent.datapath.conntrack
-      const before = ct.list().length
-      ct.flush()
-      return send(200, { flushed: before })
+      return send(200, { flushed: await this.agent.flushConnections() })
     }
     if (method === 'POST' && url.pathname === '/v1/apply') {
       const cfg = b.config
@@ -375,11 +380,12 @@ export class ApiServer {
       readJson(req).then((body) => this.handleWrite(req.method!, url, body, send)).catch((err) => sendError(send, err))
       return
     }
+    if (req.method === 'GET' && (url.pathname === '/v1/fdb' || url.pathname === '/v1/conntrack' || url.pathname === '/v1/stats')) {
+      // Read from every datapath thread (config workers), so answered asynchronously.
+      this.listing(url).then((r) => send(r.code, r.body), (err) => sendError(send, err))
+      return
+    }
     try {
-      if (req.method === 'GET' && url.pathname === '/v1/fdb') {
-        const v = url.searchParams.get('vni')
-        return send(200, fdbRows(this.agent, v === null ? undefined : Number(v)))
-      }
       if (req.method === 'GET' && url.pathname === '/v1/pods') {
         return send(200, this.agent.podStates().map((p) => podRow(this.agent, p.cfg, p)))
       }
@@ -392,26 +398,35 @@ export class ApiServer {
           ...(health ? health.view(a) : UNKNOWN_VIEW),
         })))
       }
-      if (req.method === 'GET' && url.pathname === '/v1/stats') return send(200, statsView(this.agent))
       if (req.method === 'GET' && url.pathname === '/v1/services') return send(200, this.agent.datapath.services.list())
-      if (req.method === 'GET' && url.pathname === '/v1/conntrack') {
-        const dp = this.agent.datapath
-        const want = url.searchParams.get('service')
-        let id = -1
-        if (want) {
-          const [ns, name] = want.includes('/') ? want.split('/', 2) : ['default', want]
-          id = dp.services.idOf(name, ns)
-          if (id < 0) return send(404, { error: { code: 'TAPESTRY_API_NOT_FOUND', message: `no service ${ns}/${name}` } })
-        }
-        const names = new Map(dp.services.list().map((sv) => [sv.id, `${sv.namespace}/${sv.name}`]))
-        const rows = dp.conntrack.list(performance.now()).filter((c) => id < 0 || c.serviceId === id)
-          .map((c) => ({ ...c, service: names.get(c.serviceId) ?? null }))
-        return send(200, rows)
-      }
       send(404, { error: { code: 'TAPESTRY_API_NOT_FOUND', message: `no such endpoint: ${req.method} ${url.pathname}` } })
     } catch (err) {
       sendError(send, err)
     }
+  }
+
+  /** GET /v1/fdb, /v1/conntrack and /v1/stats: rows and counters of every datapath thread. */
+  private async listing(url: URL): Promise<{ code: number; body: unknown }> {
+    if (url.pathname === '/v1/stats') {
+      await this.agent.syncCounters()
+      return { code: 200, body: statsView(this.agent) }
+    }
+    if (url.pathname === '/v1/fdb') {
+      const v = url.searchParams.get('vni')
+      return { code: 200, body: await fdbRows(this.agent, v === null ? undefined : Number(v)) }
+    }
+    const dp = this.agent.datapath
+    const want = url.searchParams.get('service')
+    let id = -1
+    if (want) {
+      const [ns, name] = want.includes('/') ? want.split('/', 2) : ['default', want]
+      id = dp.services.idOf(name, ns)
+      if (id < 0) return { code: 404, body: { error: { code: 'TAPESTRY_API_NOT_FOUND', message: `no service ${ns}/${name}` } } }
+    }
+    const names = new Map(dp.services.list().map((sv) => [sv.id, `${sv.namespace}/${sv.name}`]))
+    const rows = (await this.agent.connections()).filter((c) => id < 0 || c.serviceId === id)
+      .map((c) => ({ ...c, service: names.get(c.serviceId) ?? null }))
+    return { code: 200, body: rows }
   }
 
   /** A capture request refused before its stream started (ApiError carries its status). */

@@ -244,22 +244,8 @@ const clusterBlocksFit: Rule = ({ cluster, networks = [] }, _ctx, report) => {
   })
 }
 
-/**
- * Services (and the DNS that names them) run in one thread: a service
- * connection's NAT entry is made where the client's packet is read, and with
- * several workers its replies may be read by another one. Until the datapath
- * hands those over, workers > 1 refuses them.
- */
-const workersWithoutServices: Rule = ({ workers, services, dns, serviceRange }, _ctx, report) => {
-  if (workers === undefined || workers <= 1) return
-  const why = 'needs workers: 1 (service NAT runs in one thread; workers > 1 does not run services yet)'
-  if (Array.isArray(services) && services.length > 0) report(['services'], why)
-  if (dns !== undefined) report(['dns'], why)
-  if (serviceRange !== undefined) report(['serviceRange'], why)
-}
-
 /** Every rule, in the order its problems are listed. A new section's rules go here. */
-const RULES: Rule[] = [workersWithoutServices, servicesValid, hostIpValid, podMtuFitsUnderlay, srcPortRangeOrdered, networksDistinct, gatewayInSubnet, podRangeInSubnet, peersDistinct, clusterBlocksFit, podsValid]
+const RULES: Rule[] = [servicesValid, hostIpValid, podMtuFitsUnderlay, srcPortRangeOrdered, networksDistinct, gatewayInSubnet, podRangeInSubnet, peersDistinct, clusterBlocksFit, podsValid]
 
 export function checkRules(cfg: Salvaged<RawConfig>, ctx: RuleContext): PathProblem[] {
   const problems: PathProblem[] = []

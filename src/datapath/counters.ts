@@ -1,11 +1,14 @@
 /**
  * A datapath's counters, all in one buffer: per-port stats, drops, offloads,
- * the priority lane's rx, the FDB's event counters and a few totals. With
+ * the priority lane's rx, the FDB's, conntrack's and the service path's
+ * counters and a few totals. With
  * workers (config `workers` > 1) each worker's datapath counts into a
  * SharedArrayBuffer the main thread reads, and the API and metrics show the
  * sum (totals()); a single datapath counts into an ordinary buffer.
  */
 import { FDB_COUNTER_COUNT } from '../switch/fdb'
+import { CT_COUNTER_COUNT } from '../service/conntrack'
+import { SERVICE_DROP_COUNT, SERVICE_STAT_COUNT } from '../service/service-path'
 import { DROP_COUNT, OFFLOAD_COUNT } from './drops'
 
 /** Most ports a datapath has (pods and host ports; 0 is the underlay). */
@@ -15,9 +18,13 @@ export const MAX_PORTS = 4096
 export const MISC_BATCHES = 0
 export const MISC_BATCH_FRAMES = 1
 export const MISC_ARP_ANSWERED = 2
-const MISC_COUNT = 3
+/** Connections in the conntrack table. */
+export const MISC_CT_SIZE = 3
+/** Frames a worker could not relay to a running capture (capture-relay.ts). */
+export const MISC_CAPTURE_LOST = 4
+const MISC_COUNT = 5
 
-const SIZES = [MAX_PORTS * 4, DROP_COUNT, OFFLOAD_COUNT, 2, MISC_COUNT, FDB_COUNTER_COUNT]
+const SIZES = [MAX_PORTS * 4, DROP_COUNT, OFFLOAD_COUNT, 2, MISC_COUNT, FDB_COUNTER_COUNT, CT_COUNTER_COUNT, SERVICE_DROP_COUNT, SERVICE_STAT_COUNT]
 const TOTAL = SIZES.reduce((a, b) => a + b, 0)
 
 export class DatapathCounters {
@@ -32,6 +39,10 @@ export class DatapathCounters {
   readonly priorityRx: Float64Array
   readonly misc: Float64Array
   readonly fdb: Float64Array
+  /** Connection tracking's counters (CtCounter), the service path's drops and events. */
+  readonly ct: Float64Array
+  readonly svcDrops: Float64Array
+  readonly svcStats: Float64Array
 
   constructor(buffer: ArrayBufferLike = new ArrayBuffer(DatapathCounters.BYTES)) {
     if (buffer.byteLength < DatapathCounters.BYTES) throw new RangeError(`a counter buffer needs ${DatapathCounters.BYTES} bytes`)
@@ -39,7 +50,7 @@ export class DatapathCounters {
     const parts: Float64Array[] = []
     let at = 0
     for (const n of SIZES) { parts.push(this.all.subarray(at, at + n)); at += n }
-    ;[this.stats, this.drops, this.offloads, this.priorityRx, this.misc, this.fdb] = parts
+    ;[this.stats, this.drops, this.offloads, this.priorityRx, this.misc, this.fdb, this.ct, this.svcDrops, this.svcStats] = parts
   }
 
   /** A set whose buffer another thread can count into. */

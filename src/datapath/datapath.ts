@@ -49,7 +49,7 @@ import { Drop, DROP_COUNT, Offload, OFFLOAD_COUNT } from './drops'
 import { ServiceTable, ServiceTableOptions } from '../service/service-table'
 import { Conntrack, ConntrackOptions } from '../service/conntrack'
 import { ServicePath, Verdict } from '../service/service-path'
-import { DatapathCounters, MAX_PORTS, MISC_ARP_ANSWERED, MISC_BATCHES, MISC_BATCH_FRAMES } from './counters'
+import { DatapathCounters, MAX_PORTS, MISC_ARP_ANSWERED, MISC_BATCHES, MISC_BATCH_FRAMES, MISC_CT_SIZE } from './counters'
 import { ARP_LEN } from '../wire/arp'
 
 /** Something that reads frames in batches and writes them (a TAP, or a test double). */
@@ -133,6 +133,10 @@ export interface DatapathOptions {
   floodBurst?: number
   /** Count into this set (a worker's shared one) instead of a new one. */
   counters?: DatapathCounters
+  /** This datapath is worker `worker` of `workers` (config workers): conntrack pins replies to it. */
+  steer?: { workers: number; worker: number }
+  /** Called for every ARP entry learned from traffic (the main thread passes them to the workers). */
+  onArpLearn?: (vni: number, ip: number, macHi: number, macLo: number) => void
 }
 
 /**
@@ -287,6 +291,8 @@ export class Datapath {
   readonly routerMacLo: number
   /** Frames answered by the agent itself (ARP for the gateway or suppressed ARP). */
   arpAnswered = 0
+  /** See DatapathOptions.onArpLearn. */
+  private readonly onArpLearn: ((vni: number, ip: number, macHi: number, macLo: number) => void) | null
   /** Set while a capture runs; null costs one comparison per frame. */
   capture: CaptureHook | null = null
   /** Batches processed, and frames in them (batch size = frames / batches). */
@@ -362,6 +368,8 @@ export class Datapath {
     this.services = new ServiceTable(opts.services)
     this.conntrack = new Conntrack(opts.conntrack)
     this.servicePath = new ServicePath(this.services, this.conntrack, { routerMacHi: this.routerMacHi, routerMacLo: this.routerMacLo })
+    if (opts.steer !== undefined) this.conntrack.pin(opts.steer.workers, opts.steer.worker)
+    this.onArpLearn = opts.onArpLearn ?? null
     this.floodPerSecond = opts.floodPerSecond ?? 0
     this.floodBurst = opts.floodBurst ?? Math.max(1, this.floodPerSecond)
   }
@@ -523,6 +531,11 @@ export class Datapath {
     if (ip !== 0) this.arp.remove(vni, ip >>> 0)
   }
 
+  /** An ARP entry the main thread learned (a worker's datapath is told them: ARP is read there). */
+  arpLearned(vni: number, ip: number, macHi: number, macLo: number): void {
+    this.arp.learn(vni, ip >>> 0, macHi, macLo, this.now())
+  }
+
   /** Ages the FDB and ARP table; call every second or so. */
   sweep(): number {
     const now = this.now()
@@ -536,7 +549,11 @@ export class Datapath {
     m[MISC_BATCHES] = this.batches
     m[MISC_BATCH_FRAMES] = this.batchFrames
     m[MISC_ARP_ANSWERED] = this.arpAnswered
+    m[MISC_CT_SIZE] = this.conntrack.size
     this.counters.fdb.set(this.fdb.counters)
+    this.counters.ct.set(this.conntrack.counters)
+    this.counters.svcDrops.set(this.servicePath.drops)
+    this.counters.svcStats.set(this.servicePath.stats)
   }
 
   /** This datapath's counters plus those of the workers beside it (a set reused by the next call). */
@@ -613,7 +630,7 @@ export class Datapath {
           // An answer to an agent's ARP probe (service endpoint resolution). The
           // router MAC is every agent's, so the asking agent may be another one:
           // learn it here and pass it to the peers, never to local pods.
-          if (spa !== 0) this.arp.learn(vni, spa, spec.macHi, spec.macLo, now)
+          if (spa !== 0) this.learnArp(vni, spa, spec.macHi, spec.macLo, now)
           this.floodPeers(net, buf, base, frame, len, vnetLen, gsoType)
           continue
         }
@@ -747,7 +764,7 @@ export class Datapath {
       const spa = arpSpa(buf, frame + hlen)
       if (spa !== 0) {
         const sha = frame + hlen + ARP_OFF_SHA
-        this.arp.learn(vni, spa, macHi(buf, sha), macLo(buf, sha), now)
+        this.learnArp(vni, spa, macHi(buf, sha), macLo(buf, sha), now)
       }
     }
     if (macIsMulticast(buf, frame + ETH_OFF_DST)) {
@@ -827,6 +844,12 @@ export class Datapath {
       if (n < 0) { this.drops[Drop.DnsInvalid]++; return }
     }
     if (v === Verdict.NotService) this.drops[Drop.NoRoute]++
+  }
+
+  /** Learns an ARP entry from traffic, and tells onArpLearn (workers learn from the main thread: ARP is read there). */
+  private learnArp(vni: number, ip: number, hi: number, lo: number, now: number): void {
+    this.arp.learn(vni, ip, hi, lo, now)
+    if (this.onArpLearn !== null) this.onArpLearn(vni, ip, hi, lo)
   }
 
   /** Broadcasts an ARP request for `ip` from the gateway into the VNI (local pods and peers). */

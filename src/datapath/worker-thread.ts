@@ -4,23 +4,34 @@
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { Datapath } from './datapath'
-import { DatapathCounters } from './counters'
+import { DatapathCounters, MISC_CAPTURE_LOST } from './counters'
+import { CaptureRelay } from './capture-relay'
 import { TapPort } from '../ports/tap'
 import { UdpPort } from '../ports/udp'
 import { native } from '../ports/native'
-import type { WorkerInit, WorkerOp, WorkerReply } from './workers'
+import { DnsResponder } from '../service/dns'
+import { PEER_PORT_BASE, isPeerPort } from '../overlay/peers'
+import type { FdbView, WorkerInit, WorkerOp, WorkerReply } from './workers'
 
 const init = workerData as WorkerInit
 const port = parentPort!
-const dp = new Datapath({ ...init.options, counters: new DatapathCounters(init.counters) })
+const dp = new Datapath({ ...init.options, counters: new DatapathCounters(init.counters), steer: { workers: init.workers, worker: init.index } })
+let dns: DnsResponder | null = null
+const relay = new CaptureRelay((records) => port.postMessage({ capture: records } satisfies WorkerReply, [records.buffer as ArrayBuffer]))
 const pods = new Map<number, TapPort>()
 const underlay: UdpPort[] = []
 native.busyPoll(init.busyPollUs)
 // `top -H -p <agent pid>` shows each worker's CPU under this name.
 native.threadName(`tp-datapath-${init.index}`)
-const sweep = setInterval(() => { dp.sweep(); dp.syncCounters() }, init.sweepMs)
+const sweep = setInterval(() => { dp.sweep(); sync() }, init.sweepMs)
 
-function apply(m: WorkerOp): void {
+function sync(): void {
+  dp.syncCounters()
+  dp.counters.misc[MISC_CAPTURE_LOST] = relay.lost
+}
+
+/** Applies one operation; a query's answer is returned. */
+function apply(m: WorkerOp): unknown {
   switch (m.op) {
     case 'network':
       if (m.add) dp.addNetwork(m.vni, m.gatewayIp)
@@ -61,6 +72,42 @@ function apply(m: WorkerOp): void {
       pods.get(m.id)?.close()
       pods.delete(m.id)
       return
+    case 'arp':
+      for (let i = 0; i + 3 < m.entries.length; i += 4) dp.arpLearned(m.entries[i], m.entries[i + 1], m.entries[i + 2], m.entries[i + 3])
+      return
+    case 'service':
+      dp.services.upsert(m.spec)
+      return
+    case 'serviceRemove':
+      dp.services.remove(m.name, m.namespace)
+      return
+    case 'dns': {
+      const d = new DnsResponder({ ip: m.ip, clusterDomain: m.clusterDomain })
+      dns = d
+      const hi = dp.routerMacHi
+      const lo = dp.routerMacLo
+      dp.responder = (buf, frame, l3, len, capacity) => {
+        const n = d.answer(buf, frame, l3, len, capacity, hi, lo)
+        return n > 0 ? n : d.dropped ? -1 : 0
+      }
+      return
+    }
+    case 'dnsServices':
+      dns?.setServices(m.list)
+      return
+    case 'sync':
+      return
+    case 'capture':
+      dp.capture = m.on ? relay : null
+      return
+    case 'conntrackFlush':
+      return dp.conntrack.flush()
+    case 'query':
+      if (m.what === 'conntrack') return dp.conntrack.list(performance.now())
+      return dp.fdb.entries(performance.now()).filter((e) => !e.isStatic).map((e): FdbView => ({
+        vni: e.vni, mac: e.mac, port: e.port, isStatic: e.isStatic, ageMs: e.ageMs,
+        remote: isPeerPort(e.port) ? dp.peers.addr[e.port - PEER_PORT_BASE] : null,
+      }))
     case 'stop':
       clearInterval(sweep)
       for (const id of [...pods.keys()]) { dp.removePod(id); pods.get(id)!.close() }
@@ -68,7 +115,8 @@ function apply(m: WorkerOp): void {
       dp.detachUnderlay()
       for (const u of underlay) u.close()
       underlay.length = 0
-      dp.syncCounters()
+      dp.capture = null
+      sync()
       return
   }
 }
@@ -76,9 +124,9 @@ function apply(m: WorkerOp): void {
 port.on('message', (m: WorkerOp & { seq: number }) => {
   let reply: WorkerReply
   try {
-    apply(m)
-    if (m.op !== 'stop') dp.syncCounters()
-    reply = { seq: m.seq }
+    const data = apply(m)
+    if (m.op !== 'stop') sync()
+    reply = data === undefined ? { seq: m.seq } : { seq: m.seq, data }
   } catch (err) {
     reply = { seq: m.seq, error: (err as Error).message }
   }

@@ -19,8 +19,19 @@
  * from several threads) and the counters. What is per worker: the FDB and ARP
  * learning (a miss floods, which is correct), GRO state, batches. What is
  * replicated: networks, peers, pods (with the main thread's port ids), remote
- * pods and the switch's settings, sent as ordered messages. Services are not
- * (config-rules.ts refuses them with workers > 1).
+ * pods, the switch's settings, services and the DNS names, sent as ordered
+ * messages; ARP entries, which only the main thread reads (ARP goes to
+ * worker 0 or the priority lane), are passed on as it learns them.
+ *
+ * Services: a connection's NAT entry lives in the worker that read the
+ * client's first packet, and its conntrack picks the reply tuple (the source
+ * port the endpoint sees) so that the replies hash to that same worker
+ * (Conntrack.pin): no entry is ever needed in two threads. What is per worker:
+ * balancing state (least-connections counts, endpoint pick counters) and
+ * ICMP error translation, which only works where the error is read.
+ *
+ * Captures: while one runs, each worker relays the frames its datapath shows
+ * it to the main thread's capture hook (capture-relay.ts).
  *
  * Shutdown: stop() asks every worker to stop its pollers and waits for the
  * answer before the fds are closed, then ends the threads. A worker that dies
@@ -30,6 +41,7 @@ import * as path from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { DatapathCounters } from './counters'
 import type { PodSpec } from './datapath'
+import type { ServiceSpec } from '../service/service-model'
 
 /** The datapath options a worker is built with (what crosses a thread: no functions). */
 export interface WorkerDatapathOptions {
@@ -43,6 +55,8 @@ export interface WorkerDatapathOptions {
 
 export interface WorkerInit {
   index: number
+  /** Every worker, this one's index among them (conntrack pins NATed replies to it). */
+  workers: number
   options: WorkerDatapathOptions
   counters: SharedArrayBuffer
   busyPollUs: number
@@ -63,25 +77,43 @@ export type WorkerOp =
   /** `read`: the worker reads this fd (its own queue); false: it only writes to the port (a TAP the main thread reads). */
   | { op: 'addPod'; id: number; spec: PodSpec; fd: number; name: string; vnetHdr: boolean; offloadFlags: number; read: boolean }
   | { op: 'removePod'; id: number }
+  /** ARP entries the main thread learned, [vni, ip, macHi, macLo] after each other (ARP is read there). */
+  | { op: 'arp'; entries: number[] }
+  | { op: 'service'; spec: ServiceSpec }
+  | { op: 'serviceRemove'; name: string; namespace: string }
+  /** Cluster DNS: answer queries to `ip` (once, at start), and the names it answers (on every change). */
+  | { op: 'dns'; ip: number; clusterDomain: string }
+  | { op: 'dnsServices'; list: { name: string; namespace: string; clusterIP: number }[] }
+  | { op: 'conntrackFlush' }
+  /** A capture runs (on) or none does: the worker relays the frames it sees (capture-relay.ts). */
+  | { op: 'capture'; on: boolean }
+  /** Nothing but the copy every answer is preceded by: the worker's counters are current once it is answered. */
+  | { op: 'sync' }
+  /** Answers with data: the worker's connections (Conntrack.list) or learned FDB entries (FdbView). */
+  | { op: 'query'; what: 'conntrack' | 'fdb' }
   | { op: 'stop' }
 
-export type WorkerReply = { seq: number; error?: string } | { ready: true }
+/** An FDB entry as a worker reports it (its peer index resolved to the address). */
+export interface FdbView { vni: number; mac: string; port: number; isStatic: boolean; ageMs: number; remote: number | null }
 
-interface Pending { resolve: () => void; reject: (err: Error) => void }
+export type WorkerReply = { seq: number; error?: string; data?: unknown } | { ready: true } | { capture: Uint8Array }
+
+interface Pending { resolve: (data: unknown) => void; reject: (err: Error) => void }
 
 class WorkerHandle {
   private seq = 0
   private readonly pending = new Map<number, Pending>()
   exited = false
 
-  constructor(readonly index: number, readonly thread: Worker, readonly counters: DatapathCounters, onFatal: (err: Error) => void) {
+  constructor(readonly index: number, readonly thread: Worker, readonly counters: DatapathCounters, onFatal: (err: Error) => void, onCapture: (records: Uint8Array) => void) {
     thread.on('message', (m: WorkerReply) => {
+      if ('capture' in m) { onCapture(m.capture); return }
       if (!('seq' in m)) return
       const p = this.pending.get(m.seq)
       if (p === undefined) return
       this.pending.delete(m.seq)
       if (m.error !== undefined) p.reject(new Error(`datapath worker ${index}: ${m.error}`))
-      else p.resolve()
+      else p.resolve(m.data)
     })
     const fail = (err: Error): void => {
       this.exited = true
@@ -93,10 +125,10 @@ class WorkerHandle {
     thread.on('exit', (code) => { if (!this.exited) fail(new Error(`datapath worker ${index} exited (code ${code})`)) })
   }
 
-  call(op: WorkerOp): Promise<void> {
+  call(op: WorkerOp): Promise<unknown> {
     if (this.exited) return Promise.reject(new Error(`datapath worker ${this.index} is not running`))
     const seq = ++this.seq
-    return new Promise((resolve, reject) => {
+    return new Promise<unknown>((resolve, reject) => {
       this.pending.set(seq, { resolve, reject })
       this.thread.postMessage({ seq, ...op })
     })
@@ -109,16 +141,17 @@ export class WorkerPool {
   private constructor(private readonly handles: WorkerHandle[]) {}
 
   /** Workers 1 .. count (worker 0 is the caller's thread), each ready to take operations. */
-  static async start(count: number, init: Omit<WorkerInit, 'index' | 'counters'>, onFatal: (err: Error) => void): Promise<WorkerPool> {
+  static async start(count: number, init: Omit<WorkerInit, 'index' | 'workers' | 'counters'>, onFatal: (err: Error) => void,
+    onCapture: (records: Uint8Array) => void): Promise<WorkerPool> {
     const handles: WorkerHandle[] = []
     try {
       for (let index = 1; index <= count; index++) {
         const counters = DatapathCounters.shared()
-        const data: WorkerInit = { ...init, index, counters: counters.all.buffer as SharedArrayBuffer }
+        const data: WorkerInit = { ...init, index, workers: count + 1, counters: counters.all.buffer as SharedArrayBuffer }
         const thread = new Worker(path.join(__dirname, 'worker-thread.js'), { workerData: data, name: `datapath-${index}` })
         let ready = false
         let early: Error | null = null
-        const h = new WorkerHandle(index, thread, counters, (err) => { if (ready) onFatal(err); else early = err })
+        const h = new WorkerHandle(index, thread, counters, (err) => { if (ready) onFatal(err); else early = err }, onCapture)
         handles.push(h)
         await new Promise<void>((resolve, reject) => {
           const onMsg = (m: WorkerReply): void => { if ('ready' in m) { thread.off('message', onMsg); ready = true; resolve() } }
@@ -146,6 +179,11 @@ export class WorkerPool {
   /** Sends the same operation to every worker; resolves when all have done it. */
   async all(op: WorkerOp): Promise<void> {
     await Promise.all(this.handles.map((h) => h.call(op)))
+  }
+
+  /** Asks every worker the same question; answers in worker order (1 ..). */
+  async ask(op: WorkerOp): Promise<unknown[]> {
+    return Promise.all(this.handles.map((h) => h.call(op)))
   }
 
   /** Sends worker k (1 ..) its own operation. */

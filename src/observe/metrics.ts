@@ -38,7 +38,7 @@ import { Datapath, STAT_RX_BYTES, STAT_RX_FRAMES, STAT_TX_BYTES, STAT_TX_FRAMES,
 import { CT_COUNTER_NAMES } from '../service/conntrack'
 import { SERVICE_DROP_NAMES } from '../service/service-path'
 import { DROP_NAMES, OFFLOAD_NAMES } from '../datapath/drops'
-import { DatapathCounters, MISC_ARP_ANSWERED, MISC_BATCHES, MISC_BATCH_FRAMES } from '../datapath/counters'
+import { DatapathCounters, MISC_ARP_ANSWERED, MISC_BATCHES, MISC_BATCH_FRAMES, MISC_CT_SIZE } from '../datapath/counters'
 import { FdbCounter } from '../switch/fdb'
 import { parseListen } from './listen-address'
 
@@ -100,12 +100,12 @@ export function createAgentMetrics(src: MetricsSource): AgentMetrics {
   })
 
   // Services: connections tracked, conntrack events, service-path drops, picks per endpoint.
-  new Gauge({ name: 'tapestry_conntrack_connections', help: 'Connections in the service connection tracking table.', registers: reg, collect() { this.set(dp().conntrack.size) } })
+  new Gauge({ name: 'tapestry_conntrack_connections', help: 'Connections in the service connection tracking table.', registers: reg, collect() { this.set(tot().misc[MISC_CT_SIZE]) } })
   new Counter({
     name: 'tapestry_conntrack_events_total', help: 'Connection tracking events (created, expired, evicted, full, ...).', labelNames: ['event'], registers: reg,
     collect() {
       this.reset()
-      const c = dp().conntrack.counters
+      const c = tot().ct
       CT_COUNTER_NAMES.forEach((event, i) => this.inc({ event }, c[i]))
     },
   })
@@ -113,7 +113,7 @@ export function createAgentMetrics(src: MetricsSource): AgentMetrics {
     name: 'tapestry_service_drops_total', help: 'Frames to service VIPs dropped by the service path, by reason.', labelNames: ['reason'], registers: reg,
     collect() {
       this.reset()
-      const d = dp().servicePath.drops
+      const d = tot().svcDrops
       SERVICE_DROP_NAMES.forEach((reason, i) => this.inc({ reason }, d[i]))
     },
   })

@@ -26,6 +26,7 @@ import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HLEN, ETH_OFF_TYPE }
 import { IPV4_OFF_DST, IPV4_OFF_FRAG, IPV4_OFF_PROTO, IPV4_OFF_SRC, PROTO_ICMP, PROTO_TCP, PROTO_UDP } from '../wire/ipv4'
 import { IPV6_HLEN, IPV6_OFF_NEXT_HEADER, IPV6_OFF_SRC, IPV6_OFF_DST, PROTO_ICMPV6 } from '../wire/ipv6'
 import { VXLAN_HLEN } from '../wire/vxlan'
+import { STEER_MUL1, STEER_MUL2, steerMix } from '../wire/steer-hash'
 
 /** Socket indices in the reuseport group, by join order. */
 export const LANE_BULK = 0
@@ -90,7 +91,7 @@ export function priorityLaneProgram(littleEndian: boolean): Uint8Array {
  *
  *   IPv4: src ^ dst; IPv6: the xor of the eight address words;
  *   TCP or UDP (not a fragment, no IPv6 extension header): ^ (sport ^ dport);
- *   fold h ^= h >> 16, h ^= h >> 8; worker = h % workers.
+ *   mixed (wire/steer-hash.ts); worker = h % workers.
  *
  * Anything else (not IP, truncated, VLAN-tagged) goes to worker 0. With the
  * priority lane the priority socket or queue is index `workers`, after every
@@ -116,6 +117,7 @@ export const BPF_TAX = 0x07
 export const BPF_ALU_XOR_X = 0xac
 export const BPF_ALU_RSH_K = 0x74
 export const BPF_ALU_MOD_K = 0x94
+export const BPF_ALU_MUL_K = 0x24
 export const BPF_JSET_K = 0x45
 export const BPF_JA = 0x05
 export const BPF_RET_A = 0x16
@@ -165,9 +167,7 @@ export function flowWorker(buf: Uint8Array, eth: number, len: number, layout: St
     if (l4 + 4 > end) return 0
     h = (h ^ ((buf[l4] << 8) | buf[l4 + 1]) ^ ((buf[l4 + 2] << 8) | buf[l4 + 3])) >>> 0
   }
-  h = (h ^ (h >>> 16)) >>> 0
-  h = (h ^ (h >>> 8)) >>> 0
-  return h % layout.workers
+  return steerMix(h) % layout.workers
 }
 
 function word(buf: Uint8Array, off: number): number {
@@ -235,11 +235,17 @@ export function underlayProgram(littleEndian: boolean, layout: SteeringLayout): 
       { code: BPF_ALU_XOR_X, k: 0 },
       { code: BPF_ST, k: 1 },
       { code: BPF_LD_MEM, k: 1, label: 'fold' },
+      // steerMix: h ^= h >> 16; h *= MUL1; h ^= h >> 15; h *= MUL2; h ^= h >> 16.
       { code: BPF_TAX, k: 0 },
       { code: BPF_ALU_RSH_K, k: 16 },
       { code: BPF_ALU_XOR_X, k: 0 },
+      { code: BPF_ALU_MUL_K, k: STEER_MUL1 },
       { code: BPF_TAX, k: 0 },
-      { code: BPF_ALU_RSH_K, k: 8 },
+      { code: BPF_ALU_RSH_K, k: 15 },
+      { code: BPF_ALU_XOR_X, k: 0 },
+      { code: BPF_ALU_MUL_K, k: STEER_MUL2 },
+      { code: BPF_TAX, k: 0 },
+      { code: BPF_ALU_RSH_K, k: 16 },
       { code: BPF_ALU_XOR_X, k: 0 },
       { code: BPF_ALU_MOD_K, k: workers },
       { code: BPF_RET_A, k: 0 },
@@ -305,6 +311,7 @@ export const EBPF_RSH32_K = 0x74
 export const EBPF_LSH32_K = 0x64
 export const EBPF_AND32_K = 0x54
 export const EBPF_MOD32_K = 0x94
+export const EBPF_MUL32_K = 0x24
 export const EBPF_JSET_K = 0x45
 
 /** The pod TAP's steering program: ARP, ICMP and ICMPv6 -> QUEUE_PRIORITY, the rest -> QUEUE_BULK. */
@@ -372,11 +379,17 @@ export function podProgram(littleEndian: boolean, layout: SteeringLayout): Uint8
       xor7,
       { code: EBPF_LD_ABS_H, k: ip + IPV6_HLEN + 2 },
       xor7,
+      // steerMix, as in the underlay program (ALU32: the multiplies wrap at 32 bits).
       { code: EBPF_MOV32_X, dst: 0, src: 7, label: 'fold' },
       { code: EBPF_RSH32_K, k: 16 },
       xor7,
+      { code: EBPF_MUL32_K, dst: 7, k: STEER_MUL1 | 0 },
       { code: EBPF_MOV32_X, dst: 0, src: 7 },
-      { code: EBPF_RSH32_K, k: 8 },
+      { code: EBPF_RSH32_K, k: 15 },
+      xor7,
+      { code: EBPF_MUL32_K, dst: 7, k: STEER_MUL2 | 0 },
+      { code: EBPF_MOV32_X, dst: 0, src: 7 },
+      { code: EBPF_RSH32_K, k: 16 },
       xor7,
       { code: EBPF_MOD32_K, dst: 7, k: workers },
       { code: EBPF_MOV64_X, dst: 0, src: 7 },

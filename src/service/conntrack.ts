@@ -78,6 +78,7 @@ import { FlatTable, growF64, growI32, growU8 } from '../lib/flat-table'
 import { ipv4Format } from '../wire/addr'
 import { PROTO_TCP, PROTO_UDP } from '../wire/ipv4'
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../wire/tcp'
+import { steerWorkerV4 } from '../wire/steer-hash'
 
 /** Connection states; TCP and UDP share one numbering so one timeout array serves both. */
 export enum CtState {
@@ -223,6 +224,9 @@ function checkPositive(name: string, v: number): void {
 export class Conntrack {
   readonly maxConnections: number
   readonly counters = new Float64Array(CT_COUNTER_COUNT)
+  /** Datapath workers and this table's own (pin()); 1 and 0 without workers. */
+  private pinWorkers = 1
+  private pinWorker = 0
   /** Timeout per CtState, ms. */
   readonly timeoutMs = new Float64Array(CT_STATE_COUNT)
   /** Cap on the timeout of an unassured TCP connection, ms. */
@@ -408,16 +412,25 @@ export class Conntrack {
     key[1] = snat
     key[2] = ((bport << 16) | cport) >>> 0
     key[3] = proto
-    let reply = t.findOrInsert()
-    if (!t.lastInserted) {
-      reply = -1
-      // Reply tuple taken: pick another source port, from a hash so
-      // retries of the same client port try the same sequence.
+    const workers = this.pinWorkers
+    let reply = -1
+    // With workers, the reply must hash to this worker (pin()), or another thread would read it.
+    if (workers <= 1 || steerWorkerV4(backend, snat, bport, cport, workers) === this.pinWorker) {
+      reply = t.findOrInsert()
+      if (!t.lastInserted) reply = -1
+    }
+    if (reply < 0) {
+      // Reply tuple taken, or read by another worker: pick another source port, from a
+      // hash so retries of the same client port try the same sequence.
       let p = REMAP_PORT_MIN + ((Math.imul(cport ^ vport ^ vip, 0x9e3779b1) >>> 0) % REMAP_PORT_SPAN)
-      for (let i = 0; i < REMAP_TRIES; i++) {
-        key[2] = ((bport << 16) | p) >>> 0
-        const r = t.findOrInsert()
-        if (t.lastInserted) { reply = r; break }
+      for (let i = 0, tries = 0; i < REMAP_TRIES * workers && tries < REMAP_TRIES; i++) {
+        const ok = workers <= 1 || steerWorkerV4(backend, snat, bport, p, workers) === this.pinWorker
+        if (ok) {
+          tries++
+          key[2] = ((bport << 16) | p) >>> 0
+          const r = t.findOrInsert()
+          if (t.lastInserted) { reply = r; break }
+        }
         p = p + 1 === REMAP_PORT_MIN + REMAP_PORT_SPAN ? REMAP_PORT_MIN : p + 1
       }
       if (reply < 0) {
@@ -443,6 +456,23 @@ export class Conntrack {
     if (proto === PROTO_TCP) this.tcpStep(c, CT_DIR_ORIG, tcpFlags)
     if (this.onCreate !== null) this.onCreate(ep)
     return c
+  }
+
+  /**
+   * This table belongs to datapath worker `worker` of `workers` (config
+   * workers): create() gives each connection a reply tuple whose steering hash
+   * (wire/steer-hash.ts) picks this worker, remapping the source port the
+   * endpoint sees when the client's own does not (counted PortRemapped), so
+   * the replies are read by the thread that holds the entry. The tuple is
+   * chosen by a hash of the connection, so a restarted agent with the same
+   * workers picks the same port again (Maglev pick-up).
+   */
+  pin(workers: number, worker: number): void {
+    if (!Number.isInteger(workers) || workers < 1 || !Number.isInteger(worker) || worker < 0 || worker >= workers) {
+      throw new RangeError(`worker ${worker} of ${workers}`)
+    }
+    this.pinWorkers = workers
+    this.pinWorker = worker
   }
 
   /**

@@ -6,17 +6,16 @@
  * programs' reference) are each read by their own worker on both hosts, their
  * bytes intact; pings still go through the lane. Stopping the agent ends the
  * worker threads and releases every socket; a restart with workers: 1
- * re-attaches the multi-queue TAPs and traffic flows; services are refused.
+ * re-attaches the multi-queue TAPs and traffic flows. Services with workers:
+ * svc-workers.test.ts.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import { parsePing } from '../harness/lab'
-import * as path from 'node:path'
-import { stringify } from 'yaml'
-import { agentPid, stats, tapestry } from '../harness/harden'
+import { agentPid, stats } from '../harness/harden'
 import { twoHosts } from '../harness/two-hosts'
-import { TAPESTRY_BIN, hostConfig } from '../harness/overlay'
+import { hostConfig } from '../harness/overlay'
 import { tcpTransfer } from '../harness/xfer'
 import { flowWorker } from '../../src/overlay/steering'
 import { tcpFrame } from '../unit/wire/frames'
@@ -98,19 +97,4 @@ test('workers: stop ends the threads and releases every socket; workers: 1 re-at
   assert.equal(y.received.sha256, y.sent.sha256)
   const s = await stats(lab, a, sockA)
   assert.equal((s as unknown as { workers: WorkerRow[] }).workers.length, 1)
-})
-
-test('workers > 1 refuses services: in the config file and over the API', { timeout: 60_000 }, async (t) => {
-  const { lab, c, a, b, nets, sockA, start } = twoHosts(t)
-  const { pa } = await start({ a: PODS.a, extra: { workers: 2 } })
-  const svc = { name: 'web', clusterIP: '10.96.0.10', ports: [{ port: 80, targetPort: 8080, protocol: 'TCP' }], endpoints: [{ ip: pa.ip }] }
-  const file = path.join(c.dir, 'svc.yaml')
-  fs.writeFileSync(file, stringify({ services: [svc] }))
-  await assert.rejects(tapestry(lab, a, sockA, 'svc', 'apply', '-f', file), /services need workers: 1/)
-  assert.equal(await c.stopAgent(a), 0)
-  const podA = { name: 'pa', network: 'blue', netns: pa.ns, ip: `${pa.ip}/16`, mac: pa.mac }
-  const cfg = c.writeConfig(a, hostConfig(a, [a, b], nets, [podA], { workers: 2, services: [svc], api: { socket: sockA } }))
-  const r = await lab.execAsync(a.ns, [process.execPath, TAPESTRY_BIN, 'agent', '--config', cfg], 20_000)
-  assert.equal(r.code, 2, r.stderr)
-  assert.match(r.stderr, /services: needs workers: 1/)
 })

@@ -17,12 +17,13 @@
  * (test/e2e/overlay-priority-lane.test.ts).
  */
 import { test } from 'node:test'
+import { steerWorkerV4 } from '../../../src/wire/steer-hash'
 import assert from 'node:assert/strict'
 import {
-  BPF_ALU_MOD_K, BPF_ALU_RSH_K, BPF_ALU_XOR_X, BPF_JA, BPF_JEQ_K, BPF_JSET_K, BPF_LDX_B_MSH, BPF_LDX_MEM, BPF_LD_B_ABS, BPF_LD_H_ABS,
+  BPF_ALU_MOD_K, BPF_ALU_MUL_K, BPF_ALU_RSH_K, BPF_ALU_XOR_X, BPF_JA, BPF_JEQ_K, BPF_JSET_K, BPF_LDX_B_MSH, BPF_LDX_MEM, BPF_LD_B_ABS, BPF_LD_H_ABS,
   BPF_LD_H_IND, BPF_LD_MEM, BPF_LD_W_ABS, BPF_RET_A, BPF_RET_K, BPF_ST, BPF_TAX,
   EBPF_AND32_K, EBPF_EXIT, EBPF_JA, EBPF_JEQ_K, EBPF_JSET_K, EBPF_LD_ABS_B, EBPF_LD_ABS_H, EBPF_LD_ABS_W, EBPF_LD_IND_H, EBPF_LSH32_K,
-  EBPF_MOD32_K, EBPF_MOV32_X, EBPF_MOV64_K, EBPF_MOV64_X, EBPF_RSH32_K, EBPF_XOR32_X,
+  EBPF_MOD32_K, EBPF_MUL32_K, EBPF_MOV32_X, EBPF_MOV64_K, EBPF_MOV64_X, EBPF_RSH32_K, EBPF_XOR32_X,
   LANE_BULK, LANE_PRIORITY, QUEUE_BULK, QUEUE_PRIORITY, type SteeringLayout,
   assemble, assembleEbpf, flowWorker, podLaneProgram, podProgram, priorityLaneProgram, underlayProgram,
 } from '../../../src/overlay/steering'
@@ -87,6 +88,9 @@ function run(prog: Uint8Array, pkt: Uint8Array, littleEndian = true): number {
       case BPF_ST: mem[slot(k)] = a; break
       case BPF_TAX: x = a; break
       case BPF_ALU_XOR_X: a = (a ^ x) >>> 0; break
+      case BPF_ALU_MUL_K:
+        a = Math.imul(a, k) >>> 0
+        break
       case BPF_ALU_RSH_K:
         if (k >= 32) throw new Error(`shift by ${k}`)
         a = a >>> k
@@ -215,6 +219,7 @@ function runEbpf(prog: Uint8Array, frame: Uint8Array, littleEndian = true): numb
       case EBPF_MOV32_X: r[dst] = u32(src); break
       case EBPF_XOR32_X: r[dst] = (u32(dst) ^ u32(src)) >>> 0; break
       case EBPF_RSH32_K: r[dst] = u32(dst) >>> shift(imm); break
+      case EBPF_MUL32_K: r[dst] = Math.imul(u32(dst), imm) >>> 0; break
       case EBPF_LSH32_K: r[dst] = (u32(dst) << shift(imm)) >>> 0; break
       case EBPF_AND32_K: r[dst] = (u32(dst) & imm) >>> 0; break
       case EBPF_MOD32_K:
@@ -473,4 +478,24 @@ test('a layout of other than 1..64 whole workers is refused by both program buil
   }
   // The largest layout assembles (its jumps fit) and puts the lane at index 64.
   for (const le of [true, false]) assert.equal(assertAgree(programs({ workers: 64, lane: true }, le), arp, 'ARP'), 64)
+})
+
+test('the mix spreads a client\'s consecutive even connect() ports (Linux), and agrees with steerWorkerV4', () => {
+  // iperf3 -P 4 opens its streams from ports p, p+2, p+4, p+6: a bare xor fold put them all in one worker.
+  const rand = mulberry32(7)
+  for (const workers of [2, 4]) {
+    let together = 0
+    for (let run = 0; run < 1000; run++) {
+      const p = 32768 + 2 * below(rand, 14000)
+      const picks = new Set([0, 2, 4, 6].map((d) => {
+        const f = tcpFrame({ src: '10.244.1.2', dst: '10.244.2.2', sport: p + d, dport: 5201 })
+        const w = flowWorker(f, 0, f.length, { workers, lane: false })
+        assert.equal(steerWorkerV4(0x0af40102, 0x0af40202, p + d, 5201, workers), w)
+        return w
+      }))
+      if (picks.size === 1) together++
+    }
+    // Independent picks put all four in one worker 1/8 (2 workers) or 1/64 (4) of the time.
+    assert.ok(together < (workers === 2 ? 250 : 60), `${together} of 1000 runs had all four streams in one of ${workers} workers`)
+  }
 })
