@@ -95,10 +95,12 @@ run ip netns exec $P-host-c-p2 curl -s --retry 2 --retry-delay 1 -m 5 http://web
 run ip netns exec $P-host-c node bin/tapestry svc list --socket "$STATE_DIR/host-c.sock"
 
 bold "7. A capture from inside the dataplane: host-a-web-1's traffic, as a pcap file"
-ip netns exec $P-host-a node bin/tapestry capture --pod host-a-web-1 -c 12 --duration 10 -w "$STATE_DIR/web.pcap" --socket "$STATE_DIR/host-a.sock" 2>/dev/null &
+# A filter keeps the pods' IPv6 router solicitations (flooded to every pod) out of the 12 packets;
+# the requests go to the pod itself: through the VIP, Maglev could send all six to host-b.
+ip netns exec $P-host-a node bin/tapestry capture --pod host-a-web-1 -c 12 --duration 10 -w "$STATE_DIR/web.pcap" --socket "$STATE_DIR/host-a.sock" tcp port 8080 2>/dev/null &
 cap=$!
 sleep 0.5
-for i in 1 2 3 4 5 6; do ip netns exec $P-host-c-p1 curl -s -m 5 http://10.96.0.10/ >/dev/null; done
+for i in 1 2 3 4 5 6; do ip netns exec $P-host-c-p1 curl -s -m 5 http://10.244.1.2:8080/ >/dev/null; done
 wait $cap || true
 run tcpdump -nr "$STATE_DIR/web.pcap" 2>/dev/null | head -12
 say "open it in Wireshark, or: tshark -r $STATE_DIR/web.pcap  (--underlay captures show VXLAN, VNI 42)"
