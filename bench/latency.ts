@@ -2,10 +2,10 @@
  * Latency knobs, measured beside the kernel path in one run.
  *
  *   node dist/bench/latency.js [--short] [--rcvbuf 8388608,1048576,262144] [--busy 0,200] [--cpu-latency off,0]
- *                              [--lane on,off] [--rx-batch 65536,0]
+ *                              [--lane on,off] [--rx-batch 65536,0] [--workers 1,2]
  *
  * For the kernel bridge+VXLAN path and for Tapestry with every combination of
- * vxlan.rcvbufBytes, busyPollUs, priorityLane and rxBatchBytes given: ping RTT idle (p50, p99), ping RTT
+ * vxlan.rcvbufBytes, busyPollUs, priorityLane, rxBatchBytes and workers given: ping RTT idle (p50, p99), ping RTT
  * while one TCP stream runs beside it (p50, p99), what that stream moved
  * (Gbit/s) and its retransmissions. Each Tapestry variant is a fresh pair of
  * agents (the same topology as bench/e2e.ts: two hosts, one pod each, pod MTU
@@ -40,7 +40,7 @@ function progress(msg: string): void {
 }
 
 function usage(): never {
-  process.stderr.write('usage: node dist/bench/latency.js [--short] [--rcvbuf BYTES,...] [--busy US,...] [--cpu-latency off|US,...] [--lane on,off] [--rx-batch BYTES,...]\n')
+  process.stderr.write('usage: node dist/bench/latency.js [--short] [--rcvbuf BYTES,...] [--busy US,...] [--cpu-latency off|US,...] [--lane on,off] [--rx-batch BYTES,...] [--workers N,...]\n')
   process.exit(2)
 }
 
@@ -58,6 +58,7 @@ interface Row {
   cpuLatencyUs: number | null
   priorityLane: boolean | null
   rxBatchBytes: number | null
+  workers: number | null
   idle: PingResult | { error: string }
   loaded: PingResult | { error: string }
 }
@@ -84,12 +85,14 @@ async function main(): Promise<number> {
   let cpuLatency: (number | null)[] = [null]
   let lanes = [true]
   let rxBatches = [65536]
+  let workerCounts = [1]
   for (let i = 0; i < args.length; i++) {
     if (args[i] === '--short') short = true
     else if (args[i] === '--rcvbuf') rcvbufs = list(args[++i])
     else if (args[i] === '--busy') busy = list(args[++i])
     else if (args[i] === '--lane') lanes = (args[++i] ?? usage()).split(',').map((x) => (x === 'on' ? true : x === 'off' ? false : usage()))
     else if (args[i] === '--rx-batch') rxBatches = list(args[++i])
+    else if (args[i] === '--workers') workerCounts = list(args[++i])
     else if (args[i] === '--cpu-latency') cpuLatency = (args[++i] ?? usage()).split(',').map((x) => (x === 'off' ? null : list(x)[0]))
     else usage()
   }
@@ -105,18 +108,18 @@ async function main(): Promise<number> {
     const req = cl === null ? null : CpuLatencyRequest.open(cl)
     try {
       progress(`kernel bridge + VXLAN${cl === null ? '' : `, CPU latency request ${cl} us`}`)
-      rows.push({ path: 'kernel vxlan (baseline)', rcvbufBytes: null, busyPollUs: null, cpuLatencyUs: cl, priorityLane: null, rxBatchBytes: null, ...await measure(lab, await buildKernel(lab), pings) })
+      rows.push({ path: 'kernel vxlan (baseline)', rcvbufBytes: null, busyPollUs: null, cpuLatencyUs: cl, priorityLane: null, rxBatchBytes: null, workers: null, ...await measure(lab, await buildKernel(lab), pings) })
     } finally {
       req?.close()
       await lab.cleanup()
     }
-    const variants = rcvbufs.flatMap((rb) => busy.flatMap((us) => lanes.flatMap((lane) => rxBatches.map((rxb) => ({ rb, us, lane, rxb })))))
-    for (const { rb, us, lane, rxb } of variants) {
+    const variants = rcvbufs.flatMap((rb) => busy.flatMap((us) => lanes.flatMap((lane) => rxBatches.flatMap((rxb) => workerCounts.map((w) => ({ rb, us, lane, rxb, w }))))))
+    for (const { rb, us, lane, rxb, w } of variants) {
       const lab2 = new Lab()
       try {
-        progress(`Tapestry, vxlan.rcvbufBytes ${rb}, busyPollUs ${us}, priorityLane ${lane}, rxBatchBytes ${rxb}, cpuLatencyUs ${cl ?? 'off'}`)
-        const p = await buildTapestry(lab2, { vxlan: { rcvbufBytes: rb }, priorityLane: lane, busyPollUs: us, rxBatchBytes: rxb, ...(cl === null ? {} : { cpuLatencyUs: cl }) })
-        rows.push({ path: 'Tapestry', rcvbufBytes: rb, busyPollUs: us, cpuLatencyUs: cl, priorityLane: lane, rxBatchBytes: rxb, ...await measure(lab2, p, pings) })
+        progress(`Tapestry, vxlan.rcvbufBytes ${rb}, busyPollUs ${us}, priorityLane ${lane}, rxBatchBytes ${rxb}, workers ${w}, cpuLatencyUs ${cl ?? 'off'}`)
+        const p = await buildTapestry(lab2, { vxlan: { rcvbufBytes: rb }, priorityLane: lane, busyPollUs: us, rxBatchBytes: rxb, workers: w, ...(cl === null ? {} : { cpuLatencyUs: cl }) })
+        rows.push({ path: 'Tapestry', rcvbufBytes: rb, busyPollUs: us, cpuLatencyUs: cl, priorityLane: lane, rxBatchBytes: rxb, workers: w, ...await measure(lab2, p, pings) })
       } finally { await lab2.cleanup() }
     }
   }
@@ -127,12 +130,12 @@ async function main(): Promise<number> {
     `${env.cpus} CPUs, load average ${env.loadAvgStart.toFixed(2)} at start; commit ${env.commit}`,
     '',
     table(
-      ['path', 'cpuLatencyUs', 'vxlan.rcvbufBytes', 'busyPollUs', 'priorityLane', 'rxBatchBytes', 'idle p50 ms', 'idle p99 ms', 'loaded p50 ms', 'loaded p99 ms', 'stream Gbit/s', 'retransmits'],
+      ['path', 'cpuLatencyUs', 'vxlan.rcvbufBytes', 'busyPollUs', 'priorityLane', 'rxBatchBytes', 'workers', 'idle p50 ms', 'idle p99 ms', 'loaded p50 ms', 'loaded p99 ms', 'stream Gbit/s', 'retransmits'],
       rows.map((r) => [r.path, r.cpuLatencyUs === null ? 'off' : String(r.cpuLatencyUs), String(r.rcvbufBytes ?? '-'), String(r.busyPollUs ?? '-'),
-        r.priorityLane === null ? '-' : r.priorityLane ? 'on' : 'off', String(r.rxBatchBytes ?? '-'), cell(r.idle, (p) => ms(p.p50Ms)), cell(r.idle, (p) => ms(p.p99Ms)),
+        r.priorityLane === null ? '-' : r.priorityLane ? 'on' : 'off', String(r.rxBatchBytes ?? '-'), String(r.workers ?? '-'), cell(r.idle, (p) => ms(p.p50Ms)), cell(r.idle, (p) => ms(p.p99Ms)),
         cell(r.loaded, (p) => ms(p.p50Ms)), cell(r.loaded, (p) => ms(p.p99Ms)), cell(r.loaded, (p) => (p.bulk ? p.bulk.gbitPerSec.toFixed(2) : '-')),
         cell(r.loaded, (p) => String(p.bulk?.retransmits ?? '-'))]),
-      [false, true, true, true, true, true, true, true, true, true, true, true],
+      [false, true, true, true, true, true, true, true, true, true, true, true, true],
     ),
     '',
   ]

@@ -296,6 +296,28 @@ export class Agent extends EventEmitter {
     return n
   }
 
+  /**
+   * The services, with each endpoint's connections and picks summed over every
+   * datapath thread (each balances the connections it reads).
+   */
+  async serviceList(): Promise<ReturnType<Datapath['services']['list']>> {
+    const own = this.datapath.services.list()
+    if (this.pool === null) return own
+    const theirs = await this.pool.ask({ op: 'query', what: 'services' }) as typeof own[]
+    const byKey = new Map(own.map((sv) => [`${sv.namespace}/${sv.name}`, sv]))
+    for (const list of theirs) {
+      for (const sv of list) {
+        const mine = byKey.get(`${sv.namespace}/${sv.name}`)
+        if (mine === undefined) continue
+        for (const e of sv.endpoints) {
+          const m = mine.endpoints.find((x) => x.ip === e.ip)
+          if (m !== undefined) { m.connections += e.connections; m.picked += e.picked }
+        }
+      }
+    }
+    return own
+  }
+
   /** Learned FDB entries of the workers (each learns from the flows it reads), or [] without workers. */
   async workerFdb(): Promise<FdbView[]> {
     if (this.pool === null) return []

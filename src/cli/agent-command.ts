@@ -77,7 +77,7 @@ export const agentCommand: Command = {
       // metrics.listen '' turns the Prometheus endpoint off.
       if (cfg.metrics.listen !== '') {
         const h = health
-        metrics = await MetricsServer.start(cfg.metrics.listen, { datapath: agent.datapath, podStates: () => agent.podStates(), peerHealth: () => h.reading() })
+        metrics = await MetricsServer.start(cfg.metrics.listen, { datapath: agent.datapath, podStates: () => agent.podStates(), peerHealth: () => h.reading(), services: () => agent.serviceList() })
         log.info({ listen: metrics.address }, 'metrics endpoint open')
       }
       if (cfg.cluster) {

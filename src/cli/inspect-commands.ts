@@ -57,7 +57,7 @@ export const fdbCommand: Command = ({
   },
 })
 
-export const statsCommand: Command = simple('Show counters: frames, bytes, drops by reason, FDB, offloads, priority lane.', 'tapestry stats [--json] [--socket PATH]', [],
+export const statsCommand: Command = simple('Show counters: frames, bytes, drops by reason, FDB, offloads, priority lane, each worker\'s share.', 'tapestry stats [--json] [--socket PATH]', [],
   async (c) => {
     const s = await request<Record<string, unknown>>(c.socket, 'GET', '/v1/stats')
     if (c.json) return JSON.stringify(s, null, 2) + '\n'
@@ -66,6 +66,8 @@ export const statsCommand: Command = simple('Show counters: frames, bytes, drops
     return table([{ port: 'underlay', ...(s.underlay as object) }, ...pods], ['port', 'rxFrames', 'rxBytes', 'txFrames', 'txBytes', 'priorityRxFrames']) +
       '\n' + table(drops, ['reason', 'count']) + '\n' + `fdb: ${JSON.stringify(s.fdb)}\narp: ${JSON.stringify(s.arp)}\nmean batch: ${(s.meanBatch as number).toFixed(2)} frames\n` +
       `offloads: ${JSON.stringify(s.offloads)}\n` +
+      // With workers: each datapath thread's share of what was read (does traffic spread?).
+      (Array.isArray(s.workers) && s.workers.length > 1 ? '\n' + table(s.workers as Record<string, unknown>[], ['worker', 'batches', 'frames', 'underlayRxFrames', 'connections', 'captureLost']) : '') +
       'priorityRxFrames: of rxFrames, those read through the priority lane (ARP, ICMP, ICMPv6 ahead of bulk traffic)\n'
   })
 

@@ -380,7 +380,7 @@ export class ApiServer {
       readJson(req).then((body) => this.handleWrite(req.method!, url, body, send)).catch((err) => sendError(send, err))
       return
     }
-    if (req.method === 'GET' && (url.pathname === '/v1/fdb' || url.pathname === '/v1/conntrack' || url.pathname === '/v1/stats')) {
+    if (req.method === 'GET' && ['/v1/fdb', '/v1/conntrack', '/v1/stats', '/v1/services'].includes(url.pathname)) {
       // Read from every datapath thread (config workers), so answered asynchronously.
       this.listing(url).then((r) => send(r.code, r.body), (err) => sendError(send, err))
       return
@@ -398,15 +398,15 @@ export class ApiServer {
           ...(health ? health.view(a) : UNKNOWN_VIEW),
         })))
       }
-      if (req.method === 'GET' && url.pathname === '/v1/services') return send(200, this.agent.datapath.services.list())
       send(404, { error: { code: 'TAPESTRY_API_NOT_FOUND', message: `no such endpoint: ${req.method} ${url.pathname}` } })
     } catch (err) {
       sendError(send, err)
     }
   }
 
-  /** GET /v1/fdb, /v1/conntrack and /v1/stats: rows and counters of every datapath thread. */
+  /** GET /v1/fdb, /v1/conntrack, /v1/stats and /v1/services: rows and counters of every datapath thread. */
   private async listing(url: URL): Promise<{ code: number; body: unknown }> {
+    if (url.pathname === '/v1/services') return { code: 200, body: await this.agent.serviceList() }
     if (url.pathname === '/v1/stats') {
       await this.agent.syncCounters()
       return { code: 200, body: statsView(this.agent) }

@@ -104,6 +104,7 @@ function apply(m: WorkerOp): unknown {
       return dp.conntrack.flush()
     case 'query':
       if (m.what === 'conntrack') return dp.conntrack.list(performance.now())
+      if (m.what === 'services') return dp.services.list()
       return dp.fdb.entries(performance.now()).filter((e) => !e.isStatic).map((e): FdbView => ({
         vni: e.vni, mac: e.mac, port: e.port, isStatic: e.isStatic, ageMs: e.ageMs,
         remote: isPeerPort(e.port) ? dp.peers.addr[e.port - PEER_PORT_BASE] : null,

@@ -89,8 +89,8 @@ export type WorkerOp =
   | { op: 'capture'; on: boolean }
   /** Nothing but the copy every answer is preceded by: the worker's counters are current once it is answered. */
   | { op: 'sync' }
-  /** Answers with data: the worker's connections (Conntrack.list) or learned FDB entries (FdbView). */
-  | { op: 'query'; what: 'conntrack' | 'fdb' }
+  /** Answers with data: the worker's connections (Conntrack.list), learned FDB entries (FdbView) or services (ServiceTable.list, its own counts). */
+  | { op: 'query'; what: 'conntrack' | 'fdb' | 'services' }
   | { op: 'stop' }
 
 /** An FDB entry as a worker reports it (its peer index resolved to the address). */
@@ -141,14 +141,15 @@ export class WorkerPool {
   private constructor(private readonly handles: WorkerHandle[]) {}
 
   /** Workers 1 .. count (worker 0 is the caller's thread), each ready to take operations. */
+  /** `script`: the worker's entry (tests give another). */
   static async start(count: number, init: Omit<WorkerInit, 'index' | 'workers' | 'counters'>, onFatal: (err: Error) => void,
-    onCapture: (records: Uint8Array) => void): Promise<WorkerPool> {
+    onCapture: (records: Uint8Array) => void, script = path.join(__dirname, 'worker-thread.js')): Promise<WorkerPool> {
     const handles: WorkerHandle[] = []
     try {
       for (let index = 1; index <= count; index++) {
         const counters = DatapathCounters.shared()
         const data: WorkerInit = { ...init, index, workers: count + 1, counters: counters.all.buffer as SharedArrayBuffer }
-        const thread = new Worker(path.join(__dirname, 'worker-thread.js'), { workerData: data, name: `datapath-${index}` })
+        const thread = new Worker(script, { workerData: data, name: `datapath-${index}` })
         let ready = false
         let early: Error | null = null
         const h = new WorkerHandle(index, thread, counters, (err) => { if (ready) onFatal(err); else early = err }, onCapture)

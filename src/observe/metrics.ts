@@ -56,6 +56,8 @@ export interface MetricsSource {
   readonly datapath: Datapath
   podStates(): { name: string; port: number }[]
   peerHealth?(): PeerHealthReading | null
+  /** The services with every datapath thread's picks summed (with workers); absent: the datapath's own table. */
+  services?(): Promise<ReturnType<Datapath['services']['list']>>
 }
 
 export interface AgentMetrics {
@@ -119,9 +121,10 @@ export function createAgentMetrics(src: MetricsSource): AgentMetrics {
   })
   new Counter({
     name: 'tapestry_service_endpoint_picks_total', help: 'New connections balanced to each endpoint.', labelNames: ['service', 'endpoint'], registers: reg,
-    collect() {
+    async collect() {
       this.reset()
-      for (const sv of dp().services.list()) for (const e of sv.endpoints) this.inc({ service: `${sv.namespace}/${sv.name}`, endpoint: e.ip }, e.picked)
+      const list = src.services !== undefined ? await src.services() : dp().services.list()
+      for (const sv of list) for (const e of sv.endpoints) this.inc({ service: `${sv.namespace}/${sv.name}`, endpoint: e.ip }, e.picked)
     },
   })
 

@@ -13,7 +13,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import { parsePing } from '../harness/lab'
-import { agentPid, stats } from '../harness/harden'
+import { agentPid, stats, tapestry } from '../harness/harden'
 import { twoHosts } from '../harness/two-hosts'
 import { hostConfig } from '../harness/overlay'
 import { tcpTransfer } from '../harness/xfer'
@@ -70,6 +70,10 @@ test('workers: 2 — each flow is read by its own worker on both hosts, bytes in
     // The pings went through the priority lane, read by the main thread.
     assert.ok(after[h].underlay.priorityRxFrames - before[h].underlay.priorityRxFrames >= 100)
   }
+  // The text view lists each worker's share.
+  const text = await tapestry(lab, b, sockB, 'stats')
+  assert.match(text, /^WORKER\s+BATCHES\s+FRAMES\s+UNDERLAYRXFRAMES\s+CONNECTIONS\s+CAPTURELOST$/m)
+  assert.match(text, /^1\s+\d+\s+\d+/m)
   // The sums the API shows include the worker: pb's port received both transfers.
   assert.ok(after.b.pods.pb.txBytes - before.b.pods.pb.txBytes > 60_000_000, `pb tx ${after.b.pods.pb.txBytes - before.b.pods.pb.txBytes}`)
 })

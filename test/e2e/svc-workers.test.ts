@@ -58,6 +58,12 @@ test('services with workers: 2 — NAT entries pinned to their worker, every pat
   assert.ok(ct.created >= 450, `created ${ct.created}`)
   // About half of the clients' ports hash their replies to the other worker and are remapped.
   assert.ok(ct.port_remapped > 50, `port_remapped ${ct.port_remapped}`)
+  // svc list sums each thread's picks: 150 connections to each VIP's port 80, whichever worker balanced them.
+  const svcs = await tapestryJson<{ name: string; endpoints: { ip: string; picked: number }[] }[]>(lab, sc, ha, ['svc', 'list'])
+  for (const name of ['local', 'remote', 'both']) {
+    const picked = svcs.find((x) => x.name === name)!.endpoints.reduce((a, e) => a + e.picked, 0)
+    assert.equal(picked, 150, `${name}: ${picked} picks for 150 connections`)
+  }
   const listed = await tapestryJson<unknown[]>(lab, sc, ha, ['conntrack', 'list'])
   assert.equal(listed.length, rows[0].connections + rows[1].connections, 'conntrack list shows both workers\' connections')
 
