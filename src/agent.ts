@@ -155,12 +155,7 @@ export class Agent extends EventEmitter {
     if (cfg.dns) {
       // Cluster DNS: queries to the DNS IP reach the agent through the gateway and are answered in place.
       const dns = new DnsResponder({ ip: cfg.dns.ipAddr, clusterDomain: cfg.dns.clusterDomain })
-      const hi = this.datapath.routerMacHi
-      const lo = this.datapath.routerMacLo
-      this.datapath.responder = (buf, frame, l3, len, capacity) => {
-        const n = dns.answer(buf, frame, l3, len, capacity, hi, lo)
-        return n > 0 ? n : dns.dropped ? -1 : 0
-      }
+      this.datapath.responder = dns.datapathResponder(this.datapath.routerMacHi, this.datapath.routerMacLo)
       this.onServicesChanged = (list) => {
         const names = list.map((sv) => ({ name: sv.name, namespace: sv.namespace ?? 'default', clusterIP: ipv4Parse(sv.clusterIP) })).filter((x) => x.clusterIP > 0)
         dns.setServices(names)
@@ -189,7 +184,7 @@ export class Agent extends EventEmitter {
           arpSuppression: this.cfg.arpSuppression, learnPeers: this.cfg.learnPeers, floodPerSecond: this.cfg.storm.floodPerSecond, floodBurst: this.cfg.storm.burst,
         },
         busyPollUs: this.cfg.busyPollUs, rxBatchBytes: this.cfg.rxBatchBytes, sweepMs: this.sweepMs(),
-      }, (err) => this.fatal(err), (records) => { if (this.captureHook !== null) relayFrames(records, this.captureHook) })
+      }, (err) => this.fatal(err), (records) => { if (this.capture !== null) relayFrames(records, this.capture) })
       this.datapath.workerCounters.push(...this.pool.counters)
       if (this.cfg.dns) await this.pool.all({ op: 'dns', ip: this.cfg.dns.ipAddr, clusterDomain: this.cfg.dns.clusterDomain })
     }
@@ -249,22 +244,20 @@ export class Agent extends EventEmitter {
     this.toWorkers({ op: 'network', vni, gatewayIp: 0, add: false })
   }
 
-  /** The running captures' hook (observe/capture.ts), or null. */
-  private captureHook: CaptureHook | null = null
-
   /**
-   * What the capture hub attaches to: the main datapath's hook, and with workers
-   * theirs, which relay every frame they see here while a capture runs.
+   * The running captures' hook (observe/capture.ts), or null: what the capture
+   * hub attaches to. It is the main datapath's; with workers, theirs relay every
+   * frame they see to it while a capture runs.
    */
-  readonly captureTarget: { capture: CaptureHook | null } = ((agent: Agent) => ({
-    get capture(): CaptureHook | null { return agent.captureHook },
-    set capture(h: CaptureHook | null) {
-      const was = agent.captureHook !== null
-      agent.captureHook = h
-      agent.datapath.capture = h
-      if (was !== (h !== null)) agent.toWorkers({ op: 'capture', on: h !== null })
-    },
-  }))(this)
+  get capture(): CaptureHook | null {
+    return this.datapath.capture
+  }
+
+  set capture(h: CaptureHook | null) {
+    const was = this.datapath.capture !== null
+    this.datapath.capture = h
+    if (was !== (h !== null)) this.toWorkers({ op: 'capture', on: h !== null })
+  }
 
   /** ARP entries learned since the last hand-over to the workers, [vni, ip, macHi, macLo] after each other. */
   private arpQueue: number[] = []

@@ -280,7 +280,7 @@ export class ApiServer {
   private stopping = false
 
   constructor(readonly agent: Agent, readonly socketPath: string) {
-    this.captures = new CaptureHub(agent.captureTarget, agent.config.node.underlayAddr)
+    this.captures = new CaptureHub(agent, agent.config.node.underlayAddr)
   }
 
   async listen(): Promise<void> {

@@ -26,6 +26,8 @@ export class CaptureRelay implements CaptureHook {
   private used = 0
   /** Frames not relayed because the turn's buffer was full. */
   lost = 0
+  /** flush, made once (not a closure per turn). */
+  private readonly flushSoon = (): void => this.flush()
 
   constructor(private readonly send: (records: Uint8Array) => void) {}
 
@@ -38,7 +40,7 @@ export class CaptureRelay implements CaptureHook {
       this.buf = new Uint8Array(RELAY_BUFFER_BYTES)
       this.dv = new DataView(this.buf.buffer)
     }
-    if (this.used === 0) setImmediate(() => this.flush())
+    if (this.used === 0) setImmediate(this.flushSoon)
     if (this.used + need > this.buf.length) { this.lost++; return }
     const dv = this.dv!
     const at = this.used

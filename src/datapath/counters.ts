@@ -14,7 +14,7 @@ import { DROP_COUNT, OFFLOAD_COUNT } from './drops'
 /** Most ports a datapath has (pods and host ports; 0 is the underlay). */
 export const MAX_PORTS = 4096
 
-/** Slots of `misc`, copied from the datapath's plain fields by syncMisc(). */
+/** Slots of `misc`, copied from the datapath's plain fields by Datapath.syncCounters(). */
 export const MISC_BATCHES = 0
 export const MISC_BATCH_FRAMES = 1
 export const MISC_ARP_ANSWERED = 2

@@ -30,6 +30,13 @@ function sync(): void {
   dp.counters.misc[MISC_CAPTURE_LOST] = relay.lost
 }
 
+/** Stops reading the pod's queue and forgets the port (the fd is the main thread's). */
+function removePod(id: number): void {
+  dp.removePod(id)
+  pods.get(id)?.close()
+  pods.delete(id)
+}
+
 /** Applies one operation; a query's answer is returned. */
 function apply(m: WorkerOp): unknown {
   switch (m.op) {
@@ -68,9 +75,7 @@ function apply(m: WorkerOp): unknown {
       return
     }
     case 'removePod':
-      dp.removePod(m.id)
-      pods.get(m.id)?.close()
-      pods.delete(m.id)
+      removePod(m.id)
       return
     case 'arp':
       for (let i = 0; i + 3 < m.entries.length; i += 4) dp.arpLearned(m.entries[i], m.entries[i + 1], m.entries[i + 2], m.entries[i + 3])
@@ -81,17 +86,10 @@ function apply(m: WorkerOp): unknown {
     case 'serviceRemove':
       dp.services.remove(m.name, m.namespace)
       return
-    case 'dns': {
-      const d = new DnsResponder({ ip: m.ip, clusterDomain: m.clusterDomain })
-      dns = d
-      const hi = dp.routerMacHi
-      const lo = dp.routerMacLo
-      dp.responder = (buf, frame, l3, len, capacity) => {
-        const n = d.answer(buf, frame, l3, len, capacity, hi, lo)
-        return n > 0 ? n : d.dropped ? -1 : 0
-      }
+    case 'dns':
+      dns = new DnsResponder({ ip: m.ip, clusterDomain: m.clusterDomain })
+      dp.responder = dns.datapathResponder(dp.routerMacHi, dp.routerMacLo)
       return
-    }
     case 'dnsServices':
       dns?.setServices(m.list)
       return
@@ -111,8 +109,7 @@ function apply(m: WorkerOp): unknown {
       }))
     case 'stop':
       clearInterval(sweep)
-      for (const id of [...pods.keys()]) { dp.removePod(id); pods.get(id)!.close() }
-      pods.clear()
+      for (const id of [...pods.keys()]) removePod(id)
       dp.detachUnderlay()
       for (const u of underlay) u.close()
       underlay.length = 0

@@ -23,7 +23,8 @@
  * (a load past the end makes a classic BPF program return 0).
  */
 import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HLEN, ETH_OFF_TYPE } from '../wire/ethernet'
-import { IPV4_OFF_DST, IPV4_OFF_FRAG, IPV4_OFF_PROTO, IPV4_OFF_SRC, PROTO_ICMP, PROTO_TCP, PROTO_UDP } from '../wire/ipv4'
+import { IPV4_FRAGMENT_BITS, IPV4_OFF_DST, IPV4_OFF_FRAG, IPV4_OFF_PROTO, IPV4_OFF_SRC, PROTO_ICMP, PROTO_TCP, PROTO_UDP, ipv4IsFragment } from '../wire/ipv4'
+import { u16, u32 } from '../wire/byteorder'
 import { IPV6_HLEN, IPV6_OFF_NEXT_HEADER, IPV6_OFF_SRC, IPV6_OFF_DST, PROTO_ICMPV6 } from '../wire/ipv6'
 import { VXLAN_HLEN } from '../wire/vxlan'
 import { STEER_MUL1, STEER_MUL2, steerMix } from '../wire/steer-hash'
@@ -122,9 +123,6 @@ export const BPF_JSET_K = 0x45
 export const BPF_JA = 0x05
 export const BPF_RET_A = 0x16
 
-/** IPv4 fragment offset and MF bits: a packet with any set carries no ports (or not its first). */
-const IPV4_FRAG_MASK = 0x3fff
-
 /**
  * The reference of the programs' choice for the Ethernet frame at buf[eth, eth+len):
  * the bulk socket or queue index of its flow's worker, or `workers` (the priority
@@ -135,7 +133,7 @@ export function flowWorker(buf: Uint8Array, eth: number, len: number, layout: St
   const end = eth + len
   const at = offsets(eth)
   if (at.type + 2 > end) return 0
-  const type = (buf[at.type] << 8) | buf[at.type + 1]
+  const type = u16(buf, at.type)
   const ip = eth + ETH_HLEN
   let h = 0
   let proto = 0
@@ -147,10 +145,11 @@ export function flowWorker(buf: Uint8Array, eth: number, len: number, layout: St
     if (layout.lane && proto === PROTO_ICMP) return layout.workers
     if (layout.workers === 1) return 0
     if (ip + IPV4_OFF_DST + 4 > end) return 0
-    h = (word(buf, ip + IPV4_OFF_SRC) ^ word(buf, ip + IPV4_OFF_DST)) >>> 0
+    h = (u32(buf, ip + IPV4_OFF_SRC) ^ u32(buf, ip + IPV4_OFF_DST)) >>> 0
+    // A fragment carries no ports (or not all its datagram's fragments do).
     if (proto === PROTO_TCP || proto === PROTO_UDP) {
       if (ip + IPV4_OFF_FRAG + 2 > end) return 0
-      if ((((buf[ip + IPV4_OFF_FRAG] << 8) | buf[ip + IPV4_OFF_FRAG + 1]) & IPV4_FRAG_MASK) === 0) l4 = ip + (buf[ip] & 0xf) * 4
+      if (!ipv4IsFragment(buf, ip)) l4 = ip + (buf[ip] & 0xf) * 4
     }
   } else if (type === ETHERTYPE_IPV6) {
     if (at.v6next + 1 > end) return 0
@@ -158,20 +157,16 @@ export function flowWorker(buf: Uint8Array, eth: number, len: number, layout: St
     if (layout.lane && proto === PROTO_ICMPV6) return layout.workers
     if (layout.workers === 1) return 0
     if (ip + IPV6_OFF_DST + 16 > end) return 0
-    for (let k = 0; k < 8; k++) h = (h ^ word(buf, ip + IPV6_OFF_SRC + 4 * k)) >>> 0
+    for (let k = 0; k < 8; k++) h = (h ^ u32(buf, ip + IPV6_OFF_SRC + 4 * k)) >>> 0
     if (proto === PROTO_TCP || proto === PROTO_UDP) l4 = ip + IPV6_HLEN
   } else {
     return 0
   }
   if (l4 > 0) {
     if (l4 + 4 > end) return 0
-    h = (h ^ ((buf[l4] << 8) | buf[l4 + 1]) ^ ((buf[l4 + 2] << 8) | buf[l4 + 3])) >>> 0
+    h = (h ^ u16(buf, l4) ^ u16(buf, l4 + 2)) >>> 0
   }
   return steerMix(h) % layout.workers
-}
-
-function word(buf: Uint8Array, off: number): number {
-  return ((buf[off] << 24) | (buf[off + 1] << 16) | (buf[off + 2] << 8) | buf[off + 3]) >>> 0
 }
 
 /**
@@ -211,7 +206,7 @@ export function underlayProgram(littleEndian: boolean, layout: SteeringLayout): 
       { code: BPF_JEQ_K, k: PROTO_TCP, jt: 'v4frag' },
       { code: BPF_JEQ_K, k: PROTO_UDP, jt: 'v4frag', jf: 'fold' },
       { code: BPF_LD_H_ABS, k: ip + IPV4_OFF_FRAG, label: 'v4frag' },
-      { code: BPF_JSET_K, k: IPV4_FRAG_MASK, jt: 'fold' },
+      { code: BPF_JSET_K, k: IPV4_FRAGMENT_BITS, jt: 'fold' },
       { code: BPF_LDX_B_MSH, k: ip },
       { code: BPF_LD_H_IND, k: ip },
       { code: BPF_ST, k: 2 },
@@ -358,7 +353,7 @@ export function podProgram(littleEndian: boolean, layout: SteeringLayout): Uint8
       { code: EBPF_JEQ_K, dst: 8, k: PROTO_UDP, to: 'v4frag' },
       { code: EBPF_JA, to: 'fold' },
       { code: EBPF_LD_ABS_H, k: ip + IPV4_OFF_FRAG, label: 'v4frag' },
-      { code: EBPF_JSET_K, k: IPV4_FRAG_MASK, to: 'fold' },
+      { code: EBPF_JSET_K, k: IPV4_FRAGMENT_BITS, to: 'fold' },
       { code: EBPF_LD_ABS_B, k: ip },
       { code: EBPF_AND32_K, k: 0xf },
       { code: EBPF_LSH32_K, k: 2 },

@@ -198,6 +198,18 @@ export class DnsResponder {
   }
 
   /**
+   * This responder as a datapath's `responder` (datapath.ts): the answer's length,
+   * 0 when the frame is not for it, -1 when it was but is dropped (dns_invalid).
+   * `routerMacHi/Lo`: the gateway MAC the answer comes from.
+   */
+  datapathResponder(routerMacHi: number, routerMacLo: number): (buf: Uint8Array, frame: number, l3: number, len: number, capacity: number) => number {
+    return (buf, frame, l3, len, capacity) => {
+      const n = this.answer(buf, frame, l3, len, capacity, routerMacHi, routerMacLo)
+      return n > 0 ? n : this.dropped ? -1 : 0
+    }
+  }
+
+  /**
    * Answers the Ethernet/IPv4/UDP query of `len` bytes at `frame` (IPv4
    * header at `l3`) in place; see the file comment. `capacity` is how many
    * bytes from `frame` may be written. Returns the answer's frame length, or

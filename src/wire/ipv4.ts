@@ -47,6 +47,8 @@ export const IPV4_FLAG_MF = 0b001
 const FRAG_WORD_DF = 0x4000
 const FRAG_WORD_MF = 0x2000
 const FRAG_WORD_OFFSET = 0x1fff
+/** The bits of that word that make a packet a fragment (ipv4IsFragment): MF and the offset. */
+export const IPV4_FRAGMENT_BITS = FRAG_WORD_MF | FRAG_WORD_OFFSET
 
 /** RFC 1700 / Linux default for locally originated packets. */
 export const IPV4_TTL_DEFAULT = 64
@@ -122,7 +124,7 @@ export function ipv4FragOff(buf: Uint8Array, off: number): number {
 
 /** True for any fragment of a fragmented datagram: MF set or offset nonzero. */
 export function ipv4IsFragment(buf: Uint8Array, off: number): boolean {
-  return (u16(buf, off + IPV4_OFF_FRAG) & (FRAG_WORD_MF | FRAG_WORD_OFFSET)) !== 0
+  return (u16(buf, off + IPV4_OFF_FRAG) & IPV4_FRAGMENT_BITS) !== 0
 }
 
 export function ipv4Ttl(buf: Uint8Array, off: number): number {
