@@ -70,6 +70,15 @@ export const agentCommand: Command = {
     let health: PeerHealth | null = null
     // Cluster mode (etcd): loaded only when configured, so a plain agent never loads the gRPC client.
     let cluster: import('../control/cluster').ClusterStore | null = null
+    // A datapath worker that died takes its share of every flow with it. Heard
+    // from the start: one that dies while start-up is still going on (the
+    // cluster store can take seconds) fails the start instead of being missed.
+    let fatal: Error | null = null
+    let onFatal: ((err: Error) => void) | null = null
+    agent.once('fatal', (err: Error) => {
+      fatal = err
+      if (onFatal !== null) onFatal(err)
+    })
     try {
       await agent.start()
       health = startPeerHealth(agent)
@@ -86,12 +95,15 @@ export const agentCommand: Command = {
         cluster = new ClusterStore(agent, cfg.cluster, { statePath: path.join(path.dirname(socketPath), `${cfg.node.name}.cluster.json`) })
         await cluster.start()
       }
+      if (fatal !== null) throw fatal
       log.info({ socket: api.socketPath, pods: agent.podStates().length, peers: agent.datapath.peers.size }, 'agent ready')
     } catch (err) {
       log.error({ err }, 'agent failed to start')
       process.stderr.write(`tapestry agent: ${(err as Error).message}\n`)
       await cluster?.stop().catch(() => undefined)
       await api.close().catch(() => undefined)
+      // An open metrics listener would keep the process running after the failed start.
+      await metrics?.close().catch(() => undefined)
       health?.stop()
       await agent.stop().catch(() => undefined)
       return 1
@@ -107,12 +119,11 @@ export const agentCommand: Command = {
         // The cluster store goes first: revoking its lease tells the other nodes at once.
         Promise.resolve(cluster?.stop()).then(() => api.close()).then(() => metrics?.close()).then(() => health?.stop()).then(() => agent.stop()).then(() => resolve(failed ? 1 : 0), (err) => { log.error({ err }, 'stop failed'); resolve(1) })
       }
-      // A datapath worker that died takes its share of every flow with it: stop, and say so.
-      agent.once('fatal', (err: Error) => {
+      onFatal = (err: Error): void => {
         failed = true
         process.stderr.write(`tapestry agent: ${err.message}\n`)
         stop('fatal')
-      })
+      }
       process.on('SIGTERM', () => stop('SIGTERM'))
       process.on('SIGINT', () => stop('SIGINT'))
       process.on('SIGHUP', () => {

@@ -130,4 +130,25 @@ port.on('message', (m: WorkerOp & { seq: number }) => {
   }
   port.postMessage(reply)
 })
+armExitFailpoint(process.env.TAPESTRY_FAILPOINT_WORKER_EXIT)
 port.postMessage({ ready: true } satisfies WorkerReply)
+
+/**
+ * Test hook (failpoint), for e2e tests only (test/e2e/harden-worker-crash.test.ts):
+ * TAPESTRY_FAILPOINT_WORKER_EXIT=<index>@<ms>, e.g. `1@300`, makes the worker whose
+ * index is <index> throw an uncaught Error <ms> ms after it starts, as a crashed
+ * worker would (the pool's onFatal then stops the agent). Unset, malformed, out of
+ * range or naming another worker: nothing happens. Workers inherit process.env.
+ */
+function armExitFailpoint(spec: string | undefined): void {
+  if (spec === undefined) return
+  const m = /^(\d{1,2})@(\d{1,10})$/.exec(spec)
+  if (m === null) return
+  const index = Number(m[1])
+  const ms = Number(m[2])
+  // setTimeout turns a delay above 2^31-1 ms into 1 ms: refuse it rather than fire early.
+  if (index !== init.index || ms > 0x7fffffff) return
+  setTimeout(() => {
+    throw new Error(`failpoint TAPESTRY_FAILPOINT_WORKER_EXIT=${spec}: datapath worker ${index} exits ${ms} ms after start`)
+  }, ms).unref()
+}

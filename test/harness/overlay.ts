@@ -60,13 +60,13 @@ export class Cluster {
     return file
   }
 
-  /** Starts the agent of a host and waits until it logs that it is ready. */
-  async startAgent(host: Host, cfg: Record<string, unknown>): Promise<Proc> {
+  /** Starts the agent of a host and waits until it logs that it is ready. `env`: added to this process's environment. */
+  async startAgent(host: Host, cfg: Record<string, unknown>, env?: Record<string, string>): Promise<Proc> {
     // The API socket goes under this cluster's directory unless the test chose one:
     // the default /run/tapestry/<node>.sock would be shared with other runs.
     if (cfg.api === undefined) cfg = { ...cfg, api: { socket: path.join(this.dir, `${host.name}.sock`) } }
     const file = this.writeConfig(host, cfg)
-    const p = this.lab.spawn(host.ns, [process.execPath, TAPESTRY_BIN, 'agent', '--config', file])
+    const p = this.lab.spawn(host.ns, [process.execPath, TAPESTRY_BIN, 'agent', '--config', file], env ? { env: { ...process.env, ...env } } : {})
     this.agents.set(host.name, p)
     await waitFor(`agent ${host.name} ready`, () => {
       if (p.child.exitCode !== null) throw new Error(`agent ${host.name} exited ${p.child.exitCode}: ${p.stderr()}${p.stdout()}`)
