@@ -15,8 +15,9 @@
  *   `snat` is the client itself, or the network's gateway for a hairpin
  *   connection (the client is the endpoint; see service-path.ts); `sport` is
  *   the client's port unless that reply tuple was taken (two VIPs in front of
- *   the same endpoint port, reached from the same client port), when a free
- *   port is chosen instead (counted PortRemapped). The NAT of a packet that
+ *   the same endpoint port, reached from the same client port) or, with
+ *   datapath workers, would be read by another worker (pin()), when a free
+ *   port below the ephemeral ranges is chosen instead (counted PortRemapped). The NAT of a packet that
  *   matched one direction is "make the tuple the reverse of the other
  *   direction's key": nothing else needs storing. Table entries point at a
  *   connection record (entConn); records live in their own slab, so a
@@ -172,9 +173,18 @@ export const CONNTRACK_DEFAULT_TIMEOUTS: Readonly<ConntrackTimeouts> = Object.fr
 
 export const CONNTRACK_DEFAULT_MAX = 262144
 export const CONNTRACK_DEFAULT_EVICT_ASSURED_IDLE_S = 60
-/** Ports tried when a reply tuple is taken (Linux's ephemeral range). */
-const REMAP_PORT_MIN = 32768
-const REMAP_PORT_SPAN = 61000 - 32768
+/**
+ * Ports a remapped reply tuple takes: 1024-32767, below Linux's default
+ * ephemeral range (32768-60999) and IANA's (49152-65535). Only service
+ * connections are tracked here, so a remapped port from the ephemeral range
+ * could be one the client also uses for a direct connection to the same
+ * endpoint port: the endpoint would see one tuple for two connections, and the
+ * direct one's replies would be translated as the service's. The client picks
+ * its own source ports from its ephemeral range; a remapped port does not.
+ */
+export const REMAP_PORT_MIN = 1024
+export const REMAP_PORT_END = 32768
+const REMAP_PORT_SPAN = REMAP_PORT_END - REMAP_PORT_MIN
 const REMAP_TRIES = 32
 
 export interface ConntrackOptions {
@@ -431,7 +441,7 @@ export class Conntrack {
           const r = t.findOrInsert()
           if (t.lastInserted) { reply = r; break }
         }
-        p = p + 1 === REMAP_PORT_MIN + REMAP_PORT_SPAN ? REMAP_PORT_MIN : p + 1
+        p = p + 1 === REMAP_PORT_END ? REMAP_PORT_MIN : p + 1
       }
       if (reply < 0) {
         t.remove(orig)

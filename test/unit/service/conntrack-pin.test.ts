@@ -3,12 +3,12 @@
  * the table's own worker, as the steering programs will read it
  * (wire/steer-hash.ts); a client port that already does is kept, one that
  * does not is remapped (counted), the choice repeats for the same connection
- * (a restarted agent picks the same port), and the reply tuple matches back
- * to its connection.
+ * (a restarted agent picks the same port), the reply tuple matches back to
+ * its connection, and remapped ports stay below the ephemeral ranges.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Conntrack, CtCounter, CT_DIR_REPLY } from '../../../src/service/conntrack'
+import { Conntrack, CtCounter, CT_DIR_REPLY, REMAP_PORT_END, REMAP_PORT_MIN } from '../../../src/service/conntrack'
 import { PROTO_TCP, PROTO_UDP } from '../../../src/wire/ipv4'
 import { TCP_SYN } from '../../../src/wire/tcp'
 import { steerWorkerV4 } from '../../../src/wire/steer-hash'
@@ -37,6 +37,7 @@ for (const workers of [2, 3, 4, 16]) {
         const p = seenPort(ct, c)
         assert.equal(steerWorkerV4(BACKEND, CLIENT, 8080, p, workers), worker, `connection ${i}: port ${p}`)
         if (p === cport) kept++
+        else assert.ok(p >= REMAP_PORT_MIN && p < REMAP_PORT_END, `connection ${i}: remapped to ${p}, inside the ephemeral ranges`)
         // The reply the backend sends to that port finds the connection.
         const e = ct.lookup(BACKEND, CLIENT, 8080, p, proto, 1)
         assert.equal(ct.connOf(e), c)
