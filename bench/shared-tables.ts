@@ -21,9 +21,10 @@
  *
  * Prints a markdown table (lookups per second summed over threads, ratio to
  * partitioned with the same thread count, lookups that waited for a writer or
- * probed again, lock spins per write) and
- * writes bench/results/shared-tables-<ISO date>.json. Exits 1 if any lookup
- * found a wrong id or any insert was refused (a broken table, not a figure).
+ * probed again, lock spins per write) and what the shared design's atomics
+ * cost on one thread, and writes bench/results/shared-tables-<ISO date>.json.
+ * Exits 1 if any lookup found a wrong id or any insert was refused (a broken
+ * table, not a figure).
  * Defaults: 3 s per figure, 50,000 connections per thread, mixes 1000,10,1,
  * threads 1,2, designs partitioned,shared-1,shared-256, 2 rounds.
  */
@@ -127,6 +128,40 @@ export async function runDesign(
   }
 }
 
+/**
+ * What the shared design's primitives cost on this Node.js, ns per operation
+ * on one thread with no other thread touching the words: a plain read of an
+ * Int32Array over a SharedArrayBuffer, Atomics.load (a lookup does two),
+ * Atomics.add (a write does two, for the sequence) and compareExchange +
+ * store (a write's lock and unlock).
+ */
+export function atomicsCosts(n = 20_000_000): Record<string, number> {
+  const w = new Int32Array(new SharedArrayBuffer(4096))
+  let sink = 0
+  const time = (f: () => void): number => {
+    const t0 = process.hrtime.bigint()
+    f()
+    return Number(process.hrtime.bigint() - t0) / n
+  }
+  const plain = (): void => { let x = 0; for (let i = 0; i < n; i++) x += w[i & 1023]; sink ^= x }
+  const load = (): void => { let x = 0; for (let i = 0; i < n; i++) x += Atomics.load(w, i & 1023); sink ^= x }
+  const add = (): void => { let x = 0; for (let i = 0; i < n; i++) x += Atomics.add(w, i & 1023, 1); sink ^= x }
+  const lock = (): void => {
+    let x = 0
+    for (let i = 0; i < n; i++) { x += Atomics.compareExchange(w, i & 1023, 0, 1); Atomics.store(w, i & 1023, 0) }
+    sink ^= x
+  }
+  const out: Record<string, number> = {}
+  for (const [name, f] of [['plain read', plain], ['Atomics.load', load], ['Atomics.add', add], ['compareExchange + store', lock]] as const) {
+    w.fill(0)
+    f() // warm-up: optimised before it is timed
+    w.fill(0)
+    out[name] = time(f)
+  }
+  if (sink === 0.5) console.log(sink) // keeps the loops' results alive
+  return out
+}
+
 /** Lookups per second summed over the run's threads. */
 export function lookupsPerSecond(r: TableRun): number {
   return r.results.reduce((s, x) => s + x.packets / (x.elapsedMs / 1000), 0)
@@ -158,6 +193,7 @@ async function main(): Promise<void> {
       }
     }
   }
+  const costs = atomicsCosts()
   const rows: string[][] = []
   for (const P of args.mixes) {
     for (const W of args.threads) {
@@ -184,10 +220,11 @@ async function main(): Promise<void> {
   console.log(table(
     ['lookups per connection', 'threads', 'design', 'lookups/s', 'ns per lookup per thread', 'vs partitioned', 'each round', 'lookups per M that waited or retried', 'lock spins per write'],
     rows, [true, true, false, true, true, true, true, true, true]))
+  console.log(`\nThe shared design's primitives, one thread, ns per operation: ${Object.entries(costs).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`)
   const dir = path.join(repo, 'bench', 'results')
   fs.mkdirSync(dir, { recursive: true })
   const file = path.join(dir, `shared-tables-${env.date.replace(/:/g, '-').replace(/\.\d+Z$/, 'Z')}.json`)
-  fs.writeFileSync(file, JSON.stringify({ environment: env, args, runs }, null, 2) + '\n')
+  fs.writeFileSync(file, JSON.stringify({ environment: env, args, atomicsNs: costs, runs }, null, 2) + '\n')
   console.log(`\nresults: ${path.relative(process.cwd(), file) || file}`)
   if (broken > 0) {
     console.error(`FAILED: ${broken} wrong lookups or refused inserts: the shared table is broken`)
