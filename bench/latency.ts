@@ -2,7 +2,7 @@
  * Latency knobs, measured beside the kernel path in one run.
  *
  *   node dist/bench/latency.js [--short] [--rcvbuf 8388608,1048576,262144] [--busy 0,200] [--cpu-latency off,0]
- *                              [--lane on,off] [--rx-batch 65536,0] [--workers 1,2]
+ *                              [--lane on,off] [--rx-batch 65536,0] [--workers 1,2] [--stream-worker any,0,1]
  *
  * For the kernel bridge+VXLAN path and for Tapestry with every combination of
  * vxlan.rcvbufBytes, busyPollUs, priorityLane, rxBatchBytes and workers given: ping RTT idle (p50, p99), ping RTT
@@ -21,16 +21,23 @@
  * rxBatchBytes bounds the batch they wait behind instead. cpuLatencyUs
  * (a PM QoS CPU latency request, ports/cpu-latency.ts) is host-wide: for each
  * value the kernel path is measured too, with the benchmark holding the same
- * request, so both sides of a ratio run under it.
+ * request, so both sides of a ratio run under it. --stream-worker k (with
+ * workers > k) binds the loaded stream's client port to one the steering gives
+ * to worker k on both hosts (src/wire/steer-hash.ts); `any` (the default)
+ * leaves it to the kernel, and the row records which worker that was. Worker 0
+ * also reads the priority lane, so this shows what a bulk flow on the pings'
+ * thread costs them.
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { Lab, sh } from '../test/harness/lab'
 import { BenchPath, buildKernel, buildTapestry } from './lib/e2e-paths'
-import { PingResult, iperfTcp, pingRtt, pingUnderLoad } from './lib/e2e-loads'
+import { LOADED_STREAM_PORT, PingResult, iperfTcp, pingRtt, pingUnderLoad } from './lib/e2e-loads'
 import { environment } from './lib/e2e-report'
 import { table } from './lib/report'
 import { CpuLatencyRequest } from '../src/ports/cpu-latency'
+import { steerWorkerV4 } from '../src/wire/steer-hash'
+import { ipv4Parse } from '../src/wire/addr'
 
 const REPO = path.join(__dirname, '..', '..')
 const t0 = Date.now()
@@ -40,7 +47,7 @@ function progress(msg: string): void {
 }
 
 function usage(): never {
-  process.stderr.write('usage: node dist/bench/latency.js [--short] [--rcvbuf BYTES,...] [--busy US,...] [--cpu-latency off|US,...] [--lane on,off] [--rx-batch BYTES,...] [--workers N,...]\n')
+  process.stderr.write('usage: node dist/bench/latency.js [--short] [--rcvbuf BYTES,...] [--busy US,...] [--cpu-latency off|US,...] [--lane on,off] [--rx-batch BYTES,...] [--workers N,...] [--stream-worker any|K,...]\n')
   process.exit(2)
 }
 
@@ -59,17 +66,33 @@ interface Row {
   priorityLane: boolean | null
   rxBatchBytes: number | null
   workers: number | null
+  /** Worker of each agent that read the loaded stream (chosen or, with `any`, where the kernel's port put it). */
+  streamWorker: number | null
   idle: PingResult | { error: string }
   loaded: PingResult | { error: string }
 }
 
-async function measure(lab: Lab, p: BenchPath, pings: number): Promise<Pick<Row, 'idle' | 'loaded'>> {
+/** A client port from 40000 up whose stream to the server's LOADED_STREAM_PORT the steering gives to `worker` of `workers`. */
+function portForWorker(clientIp: string, serverIp: string, workers: number, worker: number): number {
+  const a = ipv4Parse(clientIp)
+  const b = ipv4Parse(serverIp)
+  for (let p = 40000; p < 65536; p++) if (steerWorkerV4(a, b, p, LOADED_STREAM_PORT, workers) === worker) return p
+  throw new Error(`no client port for worker ${worker} of ${workers}`)
+}
+
+/** The worker that read the loaded stream, from the client port iperf3 reports; null without one. */
+function streamWorkerOf(loaded: PingResult | { error: string }, clientIp: string, serverIp: string, workers: number): number | null {
+  const port = 'error' in loaded ? undefined : loaded.bulk?.localPorts[0]
+  return port === undefined ? null : steerWorkerV4(ipv4Parse(clientIp), ipv4Parse(serverIp), port, LOADED_STREAM_PORT, workers)
+}
+
+async function measure(lab: Lab, p: BenchPath, pings: number, cport?: number): Promise<Pick<Row, 'idle' | 'loaded'>> {
   // Warm-up, as the paths of bench/e2e.ts are warm when their pings are taken: a fresh
   // agent's first thousands of packets run while V8 still compiles its hot path.
   await iperfTcp(lab, p.ep, 2, 1).catch(() => undefined)
   await pingRtt(lab, p.ep, 300).catch(() => undefined)
   const idle = await pingRtt(lab, p.ep, pings).catch((e: Error) => ({ error: e.message }))
-  const loaded = await pingUnderLoad(lab, p.ep, pings).catch((e: Error) => ({ error: e.message }))
+  const loaded = await pingUnderLoad(lab, p.ep, pings, 0.01, 0.5, cport).catch((e: Error) => ({ error: e.message }))
   return { idle, loaded }
 }
 
@@ -86,6 +109,7 @@ async function main(): Promise<number> {
   let lanes = [true]
   let rxBatches = [65536]
   let workerCounts = [1]
+  let streamWorkers: Array<number | 'any'> = ['any']
   for (let i = 0; i < args.length; i++) {
     if (args[i] === '--short') short = true
     else if (args[i] === '--rcvbuf') rcvbufs = list(args[++i])
@@ -93,6 +117,7 @@ async function main(): Promise<number> {
     else if (args[i] === '--lane') lanes = (args[++i] ?? usage()).split(',').map((x) => (x === 'on' ? true : x === 'off' ? false : usage()))
     else if (args[i] === '--rx-batch') rxBatches = list(args[++i])
     else if (args[i] === '--workers') workerCounts = list(args[++i])
+    else if (args[i] === '--stream-worker') streamWorkers = (args[++i] ?? usage()).split(',').map((x) => (x === 'any' ? 'any' : list(x)[0]))
     else if (args[i] === '--cpu-latency') cpuLatency = (args[++i] ?? usage()).split(',').map((x) => (x === 'off' ? null : list(x)[0]))
     else usage()
   }
@@ -108,18 +133,24 @@ async function main(): Promise<number> {
     const req = cl === null ? null : CpuLatencyRequest.open(cl)
     try {
       progress(`kernel bridge + VXLAN${cl === null ? '' : `, CPU latency request ${cl} us`}`)
-      rows.push({ path: 'kernel vxlan (baseline)', rcvbufBytes: null, busyPollUs: null, cpuLatencyUs: cl, priorityLane: null, rxBatchBytes: null, workers: null, ...await measure(lab, await buildKernel(lab), pings) })
+      rows.push({ path: 'kernel vxlan (baseline)', rcvbufBytes: null, busyPollUs: null, cpuLatencyUs: cl, priorityLane: null, rxBatchBytes: null, workers: null, streamWorker: null, ...await measure(lab, await buildKernel(lab), pings) })
     } finally {
       req?.close()
       await lab.cleanup()
     }
-    const variants = rcvbufs.flatMap((rb) => busy.flatMap((us) => lanes.flatMap((lane) => rxBatches.flatMap((rxb) => workerCounts.map((w) => ({ rb, us, lane, rxb, w }))))))
-    for (const { rb, us, lane, rxb, w } of variants) {
+    const variants = rcvbufs.flatMap((rb) => busy.flatMap((us) => lanes.flatMap((lane) => rxBatches.flatMap((rxb) =>
+      workerCounts.flatMap((w) => streamWorkers.filter((sw) => sw === 'any' || sw < w).map((sw) => ({ rb, us, lane, rxb, w, sw })))))))
+    for (const { rb, us, lane, rxb, w, sw } of variants) {
       const lab2 = new Lab()
       try {
-        progress(`Tapestry, vxlan.rcvbufBytes ${rb}, busyPollUs ${us}, priorityLane ${lane}, rxBatchBytes ${rxb}, workers ${w}, cpuLatencyUs ${cl ?? 'off'}`)
+        progress(`Tapestry, vxlan.rcvbufBytes ${rb}, busyPollUs ${us}, priorityLane ${lane}, rxBatchBytes ${rxb}, workers ${w}, stream worker ${sw}, cpuLatencyUs ${cl ?? 'off'}`)
         const p = await buildTapestry(lab2, { vxlan: { rcvbufBytes: rb }, priorityLane: lane, busyPollUs: us, rxBatchBytes: rxb, workers: w, ...(cl === null ? {} : { cpuLatencyUs: cl }) })
-        rows.push({ path: 'Tapestry', rcvbufBytes: rb, busyPollUs: us, cpuLatencyUs: cl, priorityLane: lane, rxBatchBytes: rxb, workers: w, ...await measure(lab2, p, pings) })
+        const clientIp = String(p.details.clientIp)
+        const cport = sw === 'any' ? undefined : portForWorker(clientIp, p.ep.serverIp, w, sw)
+        const m = await measure(lab2, p, pings, cport)
+        // With `any`, the worker is the one the kernel's ephemeral port hashed to: read it from the result's port.
+        const used = sw !== 'any' ? sw : w === 1 ? 0 : streamWorkerOf(m.loaded, clientIp, p.ep.serverIp, w)
+        rows.push({ path: 'Tapestry', rcvbufBytes: rb, busyPollUs: us, cpuLatencyUs: cl, priorityLane: lane, rxBatchBytes: rxb, workers: w, streamWorker: used, ...m })
       } finally { await lab2.cleanup() }
     }
   }
@@ -130,12 +161,12 @@ async function main(): Promise<number> {
     `${env.cpus} CPUs, load average ${env.loadAvgStart.toFixed(2)} at start; commit ${env.commit}`,
     '',
     table(
-      ['path', 'cpuLatencyUs', 'vxlan.rcvbufBytes', 'busyPollUs', 'priorityLane', 'rxBatchBytes', 'workers', 'idle p50 ms', 'idle p99 ms', 'loaded p50 ms', 'loaded p99 ms', 'stream Gbit/s', 'retransmits'],
+      ['path', 'cpuLatencyUs', 'vxlan.rcvbufBytes', 'busyPollUs', 'priorityLane', 'rxBatchBytes', 'workers', 'stream worker', 'idle p50 ms', 'idle p99 ms', 'loaded p50 ms', 'loaded p99 ms', 'stream Gbit/s', 'retransmits'],
       rows.map((r) => [r.path, r.cpuLatencyUs === null ? 'off' : String(r.cpuLatencyUs), String(r.rcvbufBytes ?? '-'), String(r.busyPollUs ?? '-'),
-        r.priorityLane === null ? '-' : r.priorityLane ? 'on' : 'off', String(r.rxBatchBytes ?? '-'), String(r.workers ?? '-'), cell(r.idle, (p) => ms(p.p50Ms)), cell(r.idle, (p) => ms(p.p99Ms)),
+        r.priorityLane === null ? '-' : r.priorityLane ? 'on' : 'off', String(r.rxBatchBytes ?? '-'), String(r.workers ?? '-'), String(r.streamWorker ?? '-'), cell(r.idle, (p) => ms(p.p50Ms)), cell(r.idle, (p) => ms(p.p99Ms)),
         cell(r.loaded, (p) => ms(p.p50Ms)), cell(r.loaded, (p) => ms(p.p99Ms)), cell(r.loaded, (p) => (p.bulk ? p.bulk.gbitPerSec.toFixed(2) : '-')),
         cell(r.loaded, (p) => String(p.bulk?.retransmits ?? '-'))]),
-      [false, true, true, true, true, true, true, true, true, true, true, true, true],
+      [false, true, true, true, true, true, true, true, true, true, true, true, true, true],
     ),
     '',
   ]

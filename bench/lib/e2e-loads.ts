@@ -145,12 +145,16 @@ export interface TcpResult {
   retransmits: number | null
   /** iperf3's own figure: CPU of the client (host) and server (remote) processes, % of one CPU. */
   iperfCpu: Record<string, number> | null
+  /** Client ports of the data streams (iperf3 -J start.connected). */
+  localPorts: number[]
 }
 
-export async function iperfTcp(lab: Lab, ep: Endpoints, seconds: number, streams: number, port = 5201): Promise<TcpResult> {
+export async function iperfTcp(lab: Lab, ep: Endpoints, seconds: number, streams: number, port = 5201, cport?: number): Promise<TcpResult> {
   const srv = await iperf3Server(lab, ep.serverNs, port)
   try {
     const args = ['iperf3', '-c', ep.serverIp, '-p', String(port), '-t', String(seconds), '-J', '-P', String(streams)]
+    // --cport binds the data stream's client port (the control connection keeps an ephemeral one).
+    if (cport !== undefined) args.push('--cport', String(cport))
     const r = await lab.execAsync(ep.clientNs, args, (seconds + 20) * 1000)
     const j = iperf3Json(r.stdout, `iperf3 TCP -P ${streams}`)
     if (r.code !== 0) throw new Error(`iperf3 TCP exited ${r.code}: ${r.stderr}`)
@@ -162,6 +166,7 @@ export async function iperfTcp(lab: Lab, ep: Endpoints, seconds: number, streams
       gbitPerSec: rcv.bits_per_second / 1e9,
       retransmits: j.end.sum_sent?.retransmits ?? null,
       iperfCpu: j.end.cpu_utilization_percent ?? null,
+      localPorts: (j.start?.connected ?? []).map((c: { local_port: number }) => c.local_port),
     }
   } finally {
     await stopServer(srv)
@@ -254,15 +259,19 @@ export async function pingRtt(lab: Lab, ep: Endpoints, count: number, intervalS 
  * on the way. The ping starts after a warm-up so the transfer is past its
  * slow start.
  */
-export async function pingUnderLoad(lab: Lab, ep: Endpoints, count: number, intervalS = 0.01, warmupS = 0.5): Promise<PingResult> {
+/** Server port of the bulk stream beside the loaded pings. */
+export const LOADED_STREAM_PORT = 5202
+
+/** `cport`: the stream's client port (default ephemeral), to choose which datapath worker reads it. */
+export async function pingUnderLoad(lab: Lab, ep: Endpoints, count: number, intervalS = 0.01, warmupS = 0.5, cport?: number): Promise<PingResult> {
   const pingSeconds = count * intervalS
   const bulkSeconds = Math.ceil(warmupS + pingSeconds + 1)
   // The handler is attached now so an early failure is not an unhandled rejection.
-  const bulk = iperfTcp(lab, ep, bulkSeconds, 1, 5202).catch((e: Error) => e)
+  const bulk = iperfTcp(lab, ep, bulkSeconds, 1, LOADED_STREAM_PORT, cport).catch((e: Error) => e)
   // Wait until the transfer's data connection is up (iperf3 opens a control connection first), then past slow start.
   try {
     await waitFor('bulk transfer connected', () =>
-      lab.exec(ep.clientNs, ['ss', '-Htn', 'state', 'established', 'dport = :5202']).trim().split('\n').filter(Boolean).length >= 2, 10_000, 20)
+      lab.exec(ep.clientNs, ['ss', '-Htn', 'state', 'established', `dport = :${LOADED_STREAM_PORT}`]).trim().split('\n').filter(Boolean).length >= 2, 10_000, 20)
   } catch (err) {
     const b = await bulk
     throw b instanceof Error ? new Error(`bulk transfer beside ping failed: ${b.message}`) : err
