@@ -7,6 +7,9 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { spawnSync } from 'node:child_process'
 import { SharedFlatTable } from '../../../bench/lib/shared-flat-table'
 import { runDesign, sharedTableFor } from '../../../bench/shared-tables'
 import { mulberry32 } from '../lib/prng'
@@ -98,4 +101,17 @@ test('the partitioned design runs the same load', async () => {
     assert.equal(r.mismatches + r.refused, 0)
     assert.equal(r.retries + r.spins, 0)
   }
+})
+
+test('npm run bench:tables runs (a short invocation): its table, the atomics line and its result file', () => {
+  const root = path.join(__dirname, '..', '..', '..', '..')
+  const results = path.join(root, 'bench', 'results')
+  const before = new Set(fs.existsSync(results) ? fs.readdirSync(results) : [])
+  const r = spawnSync(process.execPath, [path.join(root, 'dist', 'bench', 'shared-tables.js'), '--seconds', '1', '--rounds', '1', '--connections', '2000', '--mix', '10', '--threads', '2'], { encoding: 'utf8', timeout: 60_000 })
+  assert.equal(r.status, 0, r.stdout.slice(-2000) + r.stderr.slice(-2000))
+  for (const d of ['partitioned', 'shared-1', 'shared-256']) assert.match(r.stdout, new RegExp(`\\| +10 \\| +2 \\| ${d} +\\|`))
+  assert.match(r.stdout, /Atomics\.load \d+\.\d+/)
+  const files = (fs.existsSync(results) ? fs.readdirSync(results) : []).filter((f) => !before.has(f) && f.startsWith('shared-tables-'))
+  assert.equal(files.length, 1, `result files: ${files.join(', ')}`)
+  for (const f of files) fs.rmSync(path.join(results, f))
 })
