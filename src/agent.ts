@@ -18,7 +18,7 @@ import { relayFrames } from './datapath/capture-relay'
 import { TapPort } from './ports/tap'
 import { UdpPort } from './ports/udp'
 import { podProgram, underlayProgram } from './overlay/steering'
-import { FdbView, WorkerOp, WorkerPool } from './datapath/workers'
+import { FdbView, HandOver, WorkerOp, WorkerPool } from './datapath/workers'
 import { Batch } from './lib/batch'
 import { NativeError, native } from './ports/native'
 import { CpuLatencyRequest } from './ports/cpu-latency'
@@ -149,7 +149,11 @@ export class Agent extends EventEmitter {
       floodPerSecond: cfg.storm.floodPerSecond,
       floodBurst: cfg.storm.burst,
       // With workers this thread is worker 0; ARP is read here only, so the workers are told what it learns.
-      ...(cfg.workers > 1 ? { steer: { workers: cfg.workers, worker: 0 }, onArpLearn: (vni: number, ip: number, hi: number, lo: number) => this.queueArp(vni, ip, hi, lo) } : {}),
+      ...(cfg.workers > 1 ? {
+        steer: { workers: cfg.workers, worker: 0 },
+        onArpLearn: (vni: number, ip: number, hi: number, lo: number) => this.queueArp(vni, ip, hi, lo),
+        onHandOver: (worker: number, pod: number, frame: Uint8Array) => this.handOver({ worker, pod, frame }),
+      } : {}),
     })
     this.nodePorts = new NodePortProxy(cfg.node.underlayIP, log)
     if (cfg.dns) {
@@ -184,7 +188,11 @@ export class Agent extends EventEmitter {
           arpSuppression: this.cfg.arpSuppression, learnPeers: this.cfg.learnPeers, floodPerSecond: this.cfg.storm.floodPerSecond, floodBurst: this.cfg.storm.burst,
         },
         busyPollUs: this.cfg.busyPollUs, rxBatchBytes: this.cfg.rxBatchBytes, sweepMs: this.sweepMs(),
-      }, (err) => this.fatal(err), (records) => { if (this.capture !== null) relayFrames(records, this.capture) })
+      }, {
+        onFatal: (err) => this.fatal(err),
+        onCapture: (records) => { if (this.capture !== null) relayFrames(records, this.capture) },
+        onHandOver: (h) => this.handOver(h),
+      })
       this.datapath.workerCounters.push(...this.pool.counters)
       if (this.cfg.dns) await this.pool.all({ op: 'dns', ip: this.cfg.dns.ipAddr, clusterDomain: this.cfg.dns.clusterDomain })
     }
@@ -230,6 +238,12 @@ export class Agent extends EventEmitter {
   }
 
   /** Sends a control operation to every worker, in order with the ones before it (failures are logged). */
+  /** An ICMP error one thread read about another worker's flow, to that worker (0: this thread). */
+  private handOver(h: HandOver): void {
+    if (h.worker === 0) { this.datapath.deliverHandedOver(h.pod, h.frame); return }
+    this.pool?.one(h.worker, { op: 'icmp', pod: h.pod, frame: h.frame }).catch(() => undefined)
+  }
+
   private toWorkers(op: WorkerOp): void {
     this.pool?.all(op).catch((err) => this.log.error({ op: op.op, reason: (err as Error).message }, 'datapath worker refused an operation'))
   }

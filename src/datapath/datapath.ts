@@ -29,7 +29,7 @@ import {
   macHi, macLo, macIs, macIsMulticast, macWrite, macCopy,
 } from '../wire/ethernet'
 import { ARP_OFF_SHA, ARP_OP_REPLY, ARP_OP_REQUEST, arpCheck, arpOp, arpSpa, arpTpa, arpWrite } from '../wire/arp'
-import { ipv4Check, ipv4Src } from '../wire/ipv4'
+import { IPV4_OFF_PROTO, PROTO_ICMP, ipv4Check, ipv4Src } from '../wire/ipv4'
 import { VXLAN_HLEN, vxlanCheck, vxlanVni, vxlanWrite } from '../wire/vxlan'
 import { Malformed } from '../wire/malformed'
 import { flowHash } from '../wire/flowhash'
@@ -48,7 +48,8 @@ import { PeerTable, PEER_PORT_BASE, isPeerPort } from '../overlay/peers'
 import { Drop, Offload } from './drops'
 import { ServiceTable, ServiceTableOptions } from '../service/service-table'
 import { Conntrack, ConntrackOptions } from '../service/conntrack'
-import { ServicePath, Verdict } from '../service/service-path'
+import { ServicePath, ServiceStat, Verdict } from '../service/service-path'
+import { icmpErrorWorker } from '../service/nat'
 import { DatapathCounters, MAX_PORTS, MISC_ARP_ANSWERED, MISC_BATCHES, MISC_BATCH_FRAMES, MISC_CT_SIZE } from './counters'
 import { ARP_LEN } from '../wire/arp'
 
@@ -137,6 +138,13 @@ export interface DatapathOptions {
   steer?: { workers: number; worker: number }
   /** Called for every ARP entry learned from traffic (the main thread passes them to the workers). */
   onArpLearn?: (vni: number, ip: number, macHi: number, macLo: number) => void
+  /**
+   * With steer: an ICMP error for local pod `podId` about a flow of another
+   * worker (`worker`), which holds the flow's NAT entry. The frame (a copy,
+   * Ethernet header first) is not delivered here; the caller passes it to
+   * that worker's deliverHandedOver().
+   */
+  onHandOver?: (worker: number, podId: number, frame: Uint8Array) => void
 }
 
 /**
@@ -293,6 +301,11 @@ export class Datapath {
   arpAnswered = 0
   /** See DatapathOptions.onArpLearn. */
   private readonly onArpLearn: ((vni: number, ip: number, macHi: number, macLo: number) => void) | null
+  /** See DatapathOptions.onHandOver; null unless this is one of several workers. */
+  private readonly onHandOver: ((worker: number, podId: number, frame: Uint8Array) => void) | null
+  /** This datapath's worker index and the worker count (steer), 0 and 1 without workers. */
+  private readonly steerWorker: number
+  private readonly steerWorkers: number
   /** Set while a capture runs; null costs one comparison per frame. */
   capture: CaptureHook | null = null
   /** Batches processed, and frames in them (batch size = frames / batches). */
@@ -370,6 +383,9 @@ export class Datapath {
     this.servicePath = new ServicePath(this.services, this.conntrack, { routerMacHi: this.routerMacHi, routerMacLo: this.routerMacLo })
     if (opts.steer !== undefined) this.conntrack.pin(opts.steer.workers, opts.steer.worker)
     this.onArpLearn = opts.onArpLearn ?? null
+    this.steerWorkers = opts.steer?.workers ?? 1
+    this.steerWorker = opts.steer?.worker ?? 0
+    this.onHandOver = this.steerWorkers > 1 ? opts.onHandOver ?? null : null
     this.floodPerSecond = opts.floodPerSecond ?? 0
     this.floodBurst = opts.floodBurst ?? Math.max(1, this.floodPerSecond)
   }
@@ -794,7 +810,8 @@ export class Datapath {
 
   /** A unicast frame from the underlay, within the pod MTU, to local pod q: reverse NAT, then GRO or the queue. */
   private underlayToPod(q: PodPort, buf: Uint8Array, frame: number, flen: number, now: number): void {
-    if (buf[frame + 12] === 0x08 && buf[frame + 13] === 0x00) this.servicePath.inbound(buf, frame, frame + ETH_HLEN, flen, now, false)
+    if (buf[frame + 12] === 0x08 && buf[frame + 13] === 0x00 &&
+        !this.servicePath.inbound(buf, frame, frame + ETH_HLEN, flen, now, false) && this.handOver(q, buf, frame, flen)) return
     if (q.vnetLen > 0) this.groAdd(q, buf, frame, flen)
     else this.queuePod(q, frame, flen, false)
   }
@@ -914,9 +931,9 @@ export class Datapath {
    */
   private toLocal(q: PodPort, buf: Uint8Array, base: number, frame: number, len: number, srcVnet: number, gsoType: number, now: number): void {
     // Replies of service connections are reverse-NATed before the client sees them.
-    if (buf[frame + 12] === 0x08 && buf[frame + 13] === 0x00) {
-      this.servicePath.inbound(buf, frame, frame + ETH_HLEN, len, now, srcVnet > 0 && (vnetFlags(buf, base) & VNET_F_NEEDS_CSUM) !== 0)
-    }
+    if (buf[frame + 12] === 0x08 && buf[frame + 13] === 0x00 &&
+        !this.servicePath.inbound(buf, frame, frame + ETH_HLEN, len, now, srcVnet > 0 && (vnetFlags(buf, base) & VNET_F_NEEDS_CSUM) !== 0) &&
+        this.handOver(q, buf, frame, len)) return
     if (q.vnetLen > 0) {
       if (srcVnet <= 0) vnetWriteNone(buf, frame - VNET_HLEN)
       this.queuePod(q, frame - VNET_HLEN, len + VNET_HLEN, false)
@@ -1194,6 +1211,47 @@ export class Datapath {
   private queuePod(q: PodPort, off: number, len: number, inScratch: boolean): void {
     if (q.tx.count === 0 && q.txScratch.count === 0) this.dirty[this.dirtyCount++] = q.id
     if (!(inScratch ? q.txScratch : q.tx).push(off, len)) this.drops[Drop.QueueFull]++
+  }
+
+  /**
+   * With workers: an IPv4 frame for local pod q that no NAT entry here
+   * translated. If it is an ICMP error about another worker's flow (the NAT
+   * entry, if any, is there), hands a copy to that worker (onHandOver) and
+   * returns true: the frame is not delivered here. Rare (ICMP errors only);
+   * every other frame costs one comparison.
+   */
+  private handOver(q: PodPort, buf: Uint8Array, frame: number, flen: number): boolean {
+    if (this.onHandOver === null || buf[frame + ETH_HLEN + IPV4_OFF_PROTO] !== PROTO_ICMP) return false
+    const l3 = frame + ETH_HLEN
+    const end = Math.min(frame + flen, l3 + ((buf[l3 + 2] << 8) | buf[l3 + 3]))
+    const worker = icmpErrorWorker(buf, l3, end, this.steerWorkers)
+    if (worker < 0 || worker === this.steerWorker) return false
+    this.servicePath.stats[ServiceStat.IcmpHandedOver]++
+    this.onHandOver(worker, q.id, buf.slice(frame, frame + flen))
+    return true
+  }
+
+  /**
+   * An ICMP error another worker read for local pod `podId` about a flow of
+   * this one (onHandOver there): reverse NAT with this worker's entries, then
+   * the pod's TAP, now. Called between batches.
+   */
+  deliverHandedOver(podId: number, frame: Uint8Array): void {
+    const q = podId >= 0 && podId < this.pods.length ? this.pods[podId] : null
+    const len = frame.length
+    const at = this.scratchBase + VNET_HLEN
+    if (q === null || len < ETH_HLEN + 20 || at + len > this.scratch.length) { this.drops[Drop.NotLocal]++; return }
+    copyInto(this.scratch, at, frame, 0, len)
+    this.servicePath.inbound(this.scratch, at, at + ETH_HLEN, len, this.now(), false)
+    if (q.vnetLen > 0) {
+      vnetWriteNone(this.scratch, at - VNET_HLEN)
+      this.queuePod(q, at - VNET_HLEN, len + VNET_HLEN, true)
+    } else {
+      this.queuePod(q, at, len, true)
+    }
+    this.scratchUsed = at + len
+    this.flush(this.scratch)
+    this.scratchUsed = this.scratchBase
   }
 
   /** Sends everything queued in this batch. */

@@ -15,7 +15,11 @@ import type { FdbView, WorkerInit, WorkerOp, WorkerReply } from './workers'
 
 const init = workerData as WorkerInit
 const port = parentPort!
-const dp = new Datapath({ ...init.options, counters: new DatapathCounters(init.counters), steer: { workers: init.workers, worker: init.index } })
+const dp = new Datapath({
+  ...init.options, counters: new DatapathCounters(init.counters), steer: { workers: init.workers, worker: init.index },
+  // The main thread routes it to the worker holding the flow (itself for worker 0).
+  onHandOver: (worker, pod, frame) => port.postMessage({ handOver: { worker, pod, frame } } satisfies WorkerReply, [frame.buffer as ArrayBuffer]),
+})
 let dns: DnsResponder | null = null
 const relay = new CaptureRelay((records) => port.postMessage({ capture: records } satisfies WorkerReply, [records.buffer as ArrayBuffer]))
 const pods = new Map<number, TapPort>()
@@ -97,6 +101,9 @@ function apply(m: WorkerOp): unknown {
       return
     case 'capture':
       dp.capture = m.on ? relay : null
+      return
+    case 'icmp':
+      dp.deliverHandedOver(m.pod, m.frame)
       return
     case 'conntrackFlush':
       return dp.conntrack.flush()

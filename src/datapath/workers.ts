@@ -27,8 +27,11 @@
  * client's first packet, and its conntrack picks the reply tuple (the source
  * port the endpoint sees) so that the replies hash to that same worker
  * (Conntrack.pin): no entry is ever needed in two threads. What is per worker:
- * balancing state (least-connections counts, endpoint pick counters) and
- * ICMP error translation, which only works where the error is read.
+ * balancing state (least-connections counts, endpoint pick counters). An ICMP
+ * error for a local pod is read by the worker of its own hash (worker 0 with
+ * the priority lane); the one whose embedded packet belongs to another
+ * worker's flow is handed to that worker (Datapath onHandOver, op 'icmp'),
+ * which holds the NAT entry to translate it with.
  *
  * Captures: while one runs, each worker relays the frames its datapath shows
  * it to the main thread's capture hook (capture-relay.ts).
@@ -85,6 +88,8 @@ export type WorkerOp =
   | { op: 'dns'; ip: number; clusterDomain: string }
   | { op: 'dnsServices'; list: { name: string; namespace: string; clusterIP: number }[] }
   | { op: 'conntrackFlush' }
+  /** An ICMP error another thread read for pod `pod` about a flow of this worker: translate and deliver it. */
+  | { op: 'icmp'; pod: number; frame: Uint8Array }
   /** A capture runs (on) or none does: the worker relays the frames it sees (capture-relay.ts). */
   | { op: 'capture'; on: boolean }
   /** Nothing but the copy every answer is preceded by: the worker's counters are current once it is answered. */
@@ -96,7 +101,20 @@ export type WorkerOp =
 /** An FDB entry as a worker reports it (its peer index resolved to the address). */
 export interface FdbView { vni: number; mac: string; port: number; isStatic: boolean; ageMs: number; remote: number | null }
 
-export type WorkerReply = { seq: number; error?: string; data?: unknown } | { ready: true } | { capture: Uint8Array }
+/** An ICMP error a thread read for pod `pod` about a flow of worker `worker` (Datapath onHandOver). */
+export interface HandOver { worker: number; pod: number; frame: Uint8Array }
+
+export type WorkerReply = { seq: number; error?: string; data?: unknown } | { ready: true } | { capture: Uint8Array } | { handOver: HandOver }
+
+/** What the pool tells its owner. */
+export interface PoolHooks {
+  /** A worker died (or a worker thread failed): flows pinned to it stop. */
+  onFatal: (err: Error) => void
+  /** Capture records relayed by a worker (capture-relay.ts). */
+  onCapture: (records: Uint8Array) => void
+  /** An ICMP error a worker read about another worker's flow: pass it to that worker (0 is the caller's thread). */
+  onHandOver?: (h: HandOver) => void
+}
 
 interface Pending { resolve: (data: unknown) => void; reject: (err: Error) => void }
 
@@ -105,9 +123,10 @@ class WorkerHandle {
   private readonly pending = new Map<number, Pending>()
   exited = false
 
-  constructor(readonly index: number, readonly thread: Worker, readonly counters: DatapathCounters, onFatal: (err: Error) => void, onCapture: (records: Uint8Array) => void) {
+  constructor(readonly index: number, readonly thread: Worker, readonly counters: DatapathCounters, onFatal: (err: Error) => void, hooks: PoolHooks) {
     thread.on('message', (m: WorkerReply) => {
-      if ('capture' in m) { onCapture(m.capture); return }
+      if ('capture' in m) { hooks.onCapture(m.capture); return }
+      if ('handOver' in m) { hooks.onHandOver?.(m.handOver); return }
       if (!('seq' in m)) return
       const p = this.pending.get(m.seq)
       if (p === undefined) return
@@ -142,8 +161,8 @@ export class WorkerPool {
 
   /** Workers 1 .. count (worker 0 is the caller's thread), each ready to take operations. */
   /** `script`: the worker's entry (tests give another). */
-  static async start(count: number, init: Omit<WorkerInit, 'index' | 'workers' | 'counters'>, onFatal: (err: Error) => void,
-    onCapture: (records: Uint8Array) => void, script = path.join(__dirname, 'worker-thread.js')): Promise<WorkerPool> {
+  static async start(count: number, init: Omit<WorkerInit, 'index' | 'workers' | 'counters'>, hooks: PoolHooks,
+    script = path.join(__dirname, 'worker-thread.js')): Promise<WorkerPool> {
     const handles: WorkerHandle[] = []
     try {
       for (let index = 1; index <= count; index++) {
@@ -152,7 +171,7 @@ export class WorkerPool {
         const thread = new Worker(script, { workerData: data, name: `datapath-${index}` })
         let ready = false
         let early: Error | null = null
-        const h = new WorkerHandle(index, thread, counters, (err) => { if (ready) onFatal(err); else early = err }, onCapture)
+        const h = new WorkerHandle(index, thread, counters, (err) => { if (ready) hooks.onFatal(err); else early = err }, hooks)
         handles.push(h)
         await new Promise<void>((resolve, reject) => {
           const onMsg = (m: WorkerReply): void => { if ('ready' in m) { thread.off('message', onMsg); ready = true; resolve() } }

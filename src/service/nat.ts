@@ -36,7 +36,8 @@ import { putU16, putU32, u16, u32 } from '../wire/byteorder'
 import { csumFold, csumUpdate16, csumUpdate32, udpCsumUpdate16, udpCsumUpdate32 } from '../wire/checksum'
 import { ETH_OFF_DST, ETH_OFF_SRC, macWrite } from '../wire/ethernet'
 import { ICMP_DEST_UNREACH, ICMP_HLEN, ICMP_OFF_CSUM, ICMP_TIME_EXCEEDED } from '../wire/icmp'
-import { IPV4_OFF_CSUM, IPV4_OFF_DST, IPV4_OFF_SRC, PROTO_TCP, PROTO_UDP } from '../wire/ipv4'
+import { IPV4_OFF_CSUM, IPV4_OFF_DST, IPV4_OFF_PROTO, IPV4_OFF_SRC, PROTO_ICMP, PROTO_TCP, PROTO_UDP, ipv4FragOff } from '../wire/ipv4'
+import { steerWorkerV4 } from '../wire/steer-hash'
 import { TCP_OFF_CSUM, TCP_OFF_DPORT, TCP_OFF_SPORT } from '../wire/tcp'
 import { UDP_OFF_CSUM, UDP_OFF_DPORT, UDP_OFF_SPORT } from '../wire/udp'
 
@@ -49,6 +50,26 @@ export const ICMP_SOURCE_QUENCH = 4
 export function icmpIsError(type: number): boolean {
   return type === ICMP_DEST_UNREACH || type === ICMP_TIME_EXCEEDED || type === ICMP_PARAM_PROBLEM ||
     type === ICMP_SOURCE_QUENCH
+}
+
+/**
+ * The datapath worker (of `workers`, wire/steer-hash.ts) whose flow the ICMP
+ * error in the IPv4 packet at `l3` (total length up to `end`) is about: the
+ * steering hash of its embedded packet's addresses and TCP/UDP ports, which
+ * is symmetric, so it is the worker that reads that flow and holds its NAT
+ * entry (Conntrack.pin). -1 if the packet is not an unfragmented ICMP error
+ * about an unfragmented TCP or UDP packet with its ports.
+ */
+export function icmpErrorWorker(buf: Uint8Array, l3: number, end: number, workers: number): number {
+  if (buf[l3 + IPV4_OFF_PROTO] !== PROTO_ICMP || ipv4FragOff(buf, l3) !== 0) return -1
+  const icmp = l3 + ((buf[l3] & 0x0f) << 2)
+  if (icmp + ICMP_HLEN > end || !icmpIsError(buf[icmp])) return -1
+  const ip = icmp + ICMP_HLEN
+  if (ip + 20 > end || buf[ip] >>> 4 !== 4) return -1
+  const l4 = ip + ((buf[ip] & 0x0f) << 2)
+  const proto = buf[ip + IPV4_OFF_PROTO]
+  if (l4 + 4 > end || (proto !== PROTO_TCP && proto !== PROTO_UDP) || ipv4FragOff(buf, ip) !== 0) return -1
+  return steerWorkerV4(u32(buf, ip + IPV4_OFF_SRC), u32(buf, ip + IPV4_OFF_DST), u16(buf, l4), u16(buf, l4 + 2), workers)
 }
 
 /** Offset of the checksum field in the L4 header of `proto`, or -1 if it has none we patch. */

@@ -126,11 +126,13 @@ export enum ServiceStat {
   Reopened,
   /** RSTs of unknown flows forwarded without an entry. */
   StrayRst,
+  /** ICMP errors to a local pod handed to the datapath worker whose flow they are about (workers > 1). */
+  IcmpHandedOver,
 }
-export const SERVICE_STAT_COUNT = ServiceStat.StrayRst + 1
+export const SERVICE_STAT_COUNT = ServiceStat.IcmpHandedOver + 1
 export const SERVICE_STAT_NAMES: readonly string[] = [
   'new_connections', 'picked_up', 'hairpin', 'forwarded', 'reversed', 'rejected', 'icmp_translated', 'reopened',
-  'stray_rst',
+  'stray_rst', 'icmp_handed_over',
 ]
 
 /** Default anycast router MAC 02:74:61:70:00:01 (the datapath's ROUTER_MAC_*). */

@@ -7,7 +7,9 @@
  * to a local, a remote and a hairpin endpoint keep their bytes; UDP answers
  * come from the VIP; cluster DNS answers in every worker; `conntrack list`
  * and `conntrack flush` cover every thread; a capture sees the frames of
- * every worker.
+ * every worker; an endpoint's ICMP port unreachable reaches the client as
+ * ECONNREFUSED whichever worker holds the connection (the error is read by
+ * worker 0, through the priority lane, and handed to the flow's worker).
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -17,6 +19,8 @@ import { spawnSync } from 'node:child_process'
 import { Lab, waitFor } from '../harness/lab'
 import { TAPESTRY_BIN } from '../harness/overlay'
 import { stats } from '../harness/harden'
+import { steerWorkerV4 } from '../../src/wire/steer-hash'
+import { ipv4Parse } from '../../src/wire/addr'
 
 interface Bulk { backend: string; bytes: number; sha256: string; reply: { name: string; bytes: number; sha256: string } }
 interface UdpResult { ok: number; failed: number; counts: Record<string, number>; sources: Record<string, number> }
@@ -28,6 +32,10 @@ const LOCAL = '10.96.9.10'
 const REMOTE = '10.96.9.11'
 const BOTH = '10.96.9.12'
 const ECHO = '10.96.9.13'
+const CLOSED_LOCAL = '10.96.9.14'
+const CLOSED_REMOTE = '10.96.9.15'
+/** A UDP service port whose endpoints' target port nothing listens on. */
+const CLOSED_PORTS = [{ name: 'closed', port: 5399, targetPort: 9399, protocol: 'UDP' }]
 const BULK_PORTS = [{ name: 'sink', port: 9000, targetPort: 9000, protocol: 'TCP' }, { name: 'source', port: 9001, targetPort: 9001, protocol: 'TCP' }]
 
 test('services with workers: 2 — NAT entries pinned to their worker, every path intact', { timeout: 240_000 }, async (t) => {
@@ -41,6 +49,7 @@ test('services with workers: 2 — NAT entries pinned to their worker, every pat
     svc('local', LOCAL, [local.ip]), svc('remote', REMOTE, [remote.ip]), svc('both', BOTH, [local.ip, remote.ip]),
     svc('bulk-local', LOCAL, [local.ip], {}, BULK_PORTS), svc('bulk-remote', REMOTE, [remote.ip], {}, BULK_PORTS),
     svc('echo', ECHO, [local.ip, remote.ip], {}, [{ name: 'echo', port: 5353, targetPort: 9053, protocol: 'UDP' }]),
+    svc('closed-local', CLOSED_LOCAL, [local.ip], {}, CLOSED_PORTS), svc('closed-remote', CLOSED_REMOTE, [remote.ip], {}, CLOSED_PORTS),
   ])
 
   // Short connections: random client ports spread them over both workers.
@@ -85,6 +94,22 @@ test('services with workers: 2 — NAT entries pinned to their worker, every pat
     assert.equal(u.ok, 10, JSON.stringify(u))
     assert.deepEqual(Object.keys(u.sources), [`${ECHO}:5353`])
   }
+
+  // UDP to an endpoint port nothing listens on: the endpoint's ICMP port unreachable comes back
+  // through the lane (worker 0), which hands it to the worker holding the connection, whose
+  // NAT entry makes it about the VIP, so the client's socket gets ECONNREFUSED.
+  const handedBefore = (await stats(lab, ha, sc.sock(ha)) as unknown as { services: { events: Record<string, number> } }).services.events.icmp_handed_over
+  for (const vip of [CLOSED_LOCAL, CLOSED_REMOTE]) {
+    for (const w of [0, 1]) {
+      let lport = 21000
+      while (steerWorkerV4(ipv4Parse(cli.ip), ipv4Parse(vip), lport, 5399, 2) !== w) lport++
+      const u = await client<{ code: string; ms: number }>(lab, cli, ['udp-refused', vip, 5399, lport])
+      assert.equal(u.code, 'ECONNREFUSED', `${vip} from port ${lport} (worker ${w}): ${JSON.stringify(u)}`)
+    }
+  }
+  const handed = (await stats(lab, ha, sc.sock(ha)) as unknown as { services: { events: Record<string, number> } }).services.events.icmp_handed_over - handedBefore
+  // Connections on worker 1: their errors were handed over (more than one each when the client sent again before the answer).
+  assert.ok(handed >= 2, `icmp_handed_over grew by ${handed}`)
 
   // DNS: each run a new socket, so the queries are answered by either worker.
   for (let i = 0; i < 6; i++) {

@@ -19,7 +19,7 @@ const init = (mode: number) => ({
 
 test('three workers answer in order; stop ends them', async () => {
   const fatal: Error[] = []
-  const pool = await WorkerPool.start(3, init(0), (e) => fatal.push(e), () => undefined, STUB)
+  const pool = await WorkerPool.start(3, init(0), { onFatal: (e) => fatal.push(e), onCapture: () => undefined }, STUB)
   assert.equal(pool.size, 3)
   assert.equal(pool.counters.length, 3)
   assert.deepEqual(await pool.ask({ op: 'query', what: 'fdb' }), [[1], [2], [3]])
@@ -31,7 +31,7 @@ test('three workers answer in order; stop ends them', async () => {
 
 test('a worker that dies after start is fatal, and its operations fail', async () => {
   const fatal: Error[] = []
-  const pool = await WorkerPool.start(1, init(2), (e) => fatal.push(e), () => undefined, STUB)
+  const pool = await WorkerPool.start(1, init(2), { onFatal: (e) => fatal.push(e), onCapture: () => undefined }, STUB)
   await assert.rejects(pool.all({ op: 'sync' }), /datapath worker 1 failed: stub worker failed/)
   assert.equal(fatal.length, 1)
   assert.match(fatal[0].message, /datapath worker 1 failed/)
@@ -41,6 +41,6 @@ test('a worker that dies after start is fatal, and its operations fail', async (
 
 test('a worker that exits while starting fails start()', async () => {
   const fatal: Error[] = []
-  await assert.rejects(WorkerPool.start(2, init(1), (e) => fatal.push(e), () => undefined, STUB), /exited/)
+  await assert.rejects(WorkerPool.start(2, init(1), { onFatal: (e) => fatal.push(e), onCapture: () => undefined }, STUB), /exited/)
   assert.deepEqual(fatal, [])
 })

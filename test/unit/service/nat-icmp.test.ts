@@ -1,6 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { natIcmpError, natRewrite } from '../../../src/service/nat'
+import { icmpErrorWorker, natIcmpError, natRewrite } from '../../../src/service/nat'
+import { steerWorkerV4 } from '../../../src/wire/steer-hash'
+import { get16 } from '../wire/frames'
 import { ICMP_CODE_FRAG_NEEDED, ICMP_CODE_PORT_UNREACH, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED } from '../../../src/wire/icmp'
 import { PROTO_TCP, PROTO_UDP } from '../../../src/wire/ipv4'
 import { TCP_ACK, TCP_PSH } from '../../../src/wire/tcp'
@@ -79,4 +81,36 @@ test('ICMP error translation refuses a quote too short or not TCP/UDP, changing 
   const b2 = icmpAboutIcmp.buf.slice()
   assert.equal(natIcmpError(icmpAboutIcmp.buf, icmpAboutIcmp.l3, icmpAboutIcmp.l3 + 20, icmpAboutIcmp.l3 + 56, ip(VIP), ip(C), 53, 40000), false)
   assert.deepEqual(icmpAboutIcmp.buf, b2)
+})
+
+test('icmpErrorWorker: the worker of the flow an ICMP error is about (the steering hash of its embedded packet), -1 for anything else', () => {
+  for (const proto of ['tcp', 'udp'] as const) {
+    for (const workers of [2, 3, 16]) {
+      const seen = new Set<number>()
+      for (let sport = 40000; sport < 40064; sport++) {
+        const about = frame({ proto, src: C, dst: B, sport, dport: 8080, flags: TCP_ACK, payload: [1, 2, 3] })
+        const err = icmpErrorFrame(B, C, ICMP_DEST_UNREACH, ICMP_CODE_PORT_UNREACH, about)
+        const end = err.l3 + get16(err.buf, err.l3 + 2)
+        const w = icmpErrorWorker(err.buf, err.l3, end, workers)
+        // The same worker as the flow's own packets, either way.
+        assert.equal(w, steerWorkerV4(ip(C), ip(B), sport, 8080, workers))
+        assert.equal(w, steerWorkerV4(ip(B), ip(C), 8080, sport, workers))
+        seen.add(w)
+        // Cut inside the embedded ports: no worker.
+        assert.equal(icmpErrorWorker(err.buf, err.l3, err.l3 + 20 + 8 + 20 + 3, workers), -1)
+      }
+      assert.ok(seen.size >= Math.min(workers, 10), `${proto}: 64 flows over ${workers} workers hit only ${seen.size}`)
+    }
+  }
+  const about = frame({ proto: 'udp', src: C, dst: B, sport: 40000, dport: 8080, payload: [1] })
+  // Not an error: an echo request carries no flow.
+  const echo = icmpErrorFrame(B, C, 8, 0, about)
+  assert.equal(icmpErrorWorker(echo.buf, echo.l3, echo.l3 + get16(echo.buf, echo.l3 + 2), 2), -1)
+  // Not ICMP at all.
+  assert.equal(icmpErrorWorker(about.buf, about.l3, about.l3 + get16(about.buf, about.l3 + 2), 2), -1)
+  // About a later fragment (no ports in it).
+  const frag = icmpErrorFrame(B, C, ICMP_DEST_UNREACH, ICMP_CODE_PORT_UNREACH, about)
+  const inner = frag.l3 + 20 + 8
+  frag.buf[inner + 6] = 0x00; frag.buf[inner + 7] = 0x10
+  assert.equal(icmpErrorWorker(frag.buf, frag.l3, frag.l3 + get16(frag.buf, frag.l3 + 2), 2), -1)
 })
