@@ -237,13 +237,13 @@ export class Agent extends EventEmitter {
     return Math.max(100, Math.min(1000, this.cfg.fdb.ageSeconds * 250))
   }
 
-  /** Sends a control operation to every worker, in order with the ones before it (failures are logged). */
   /** An ICMP error one thread read about another worker's flow, to that worker (0: this thread). */
   private handOver(h: HandOver): void {
     if (h.worker === 0) { this.datapath.deliverHandedOver(h.pod, h.frame); return }
     this.pool?.one(h.worker, { op: 'icmp', pod: h.pod, frame: h.frame }).catch(() => undefined)
   }
 
+  /** Sends a control operation to every worker, in order with the ones before it (failures are logged). */
   private toWorkers(op: WorkerOp): void {
     this.pool?.all(op).catch((err) => this.log.error({ op: op.op, reason: (err as Error).message }, 'datapath worker refused an operation'))
   }

@@ -61,12 +61,14 @@ export function icmpIsError(type: number): boolean {
  * about an unfragmented TCP or UDP packet with its ports.
  */
 export function icmpErrorWorker(buf: Uint8Array, l3: number, end: number, workers: number): number {
-  if (buf[l3 + IPV4_OFF_PROTO] !== PROTO_ICMP || ipv4FragOff(buf, l3) !== 0) return -1
-  const icmp = l3 + ((buf[l3] & 0x0f) << 2)
+  const ihl = (buf[l3] & 0x0f) << 2
+  if (l3 + 20 > end || ihl < 20 || buf[l3 + IPV4_OFF_PROTO] !== PROTO_ICMP || ipv4FragOff(buf, l3) !== 0) return -1
+  const icmp = l3 + ihl
   if (icmp + ICMP_HLEN > end || !icmpIsError(buf[icmp])) return -1
   const ip = icmp + ICMP_HLEN
-  if (ip + 20 > end || buf[ip] >>> 4 !== 4) return -1
-  const l4 = ip + ((buf[ip] & 0x0f) << 2)
+  const innerIhl = (buf[ip] & 0x0f) << 2
+  if (ip + 20 > end || buf[ip] >>> 4 !== 4 || innerIhl < 20) return -1
+  const l4 = ip + innerIhl
   const proto = buf[ip + IPV4_OFF_PROTO]
   if (l4 + 4 > end || (proto !== PROTO_TCP && proto !== PROTO_UDP) || ipv4FragOff(buf, ip) !== 0) return -1
   return steerWorkerV4(u32(buf, ip + IPV4_OFF_SRC), u32(buf, ip + IPV4_OFF_DST), u16(buf, l4), u16(buf, l4 + 2), workers)

@@ -113,4 +113,14 @@ test('icmpErrorWorker: the worker of the flow an ICMP error is about (the steeri
   const inner = frag.l3 + 20 + 8
   frag.buf[inner + 6] = 0x00; frag.buf[inner + 7] = 0x10
   assert.equal(icmpErrorWorker(frag.buf, frag.l3, frag.l3 + get16(frag.buf, frag.l3 + 2), 2), -1)
+  // Header lengths below 20 bytes, outer or embedded: malformed, no worker.
+  for (const at of [0, 28]) {
+    const bad = icmpErrorFrame(B, C, ICMP_DEST_UNREACH, ICMP_CODE_PORT_UNREACH, about)
+    assert.notEqual(icmpErrorWorker(bad.buf, bad.l3, bad.l3 + get16(bad.buf, bad.l3 + 2), 2), -1)
+    bad.buf[bad.l3 + at] = 0x44
+    assert.equal(icmpErrorWorker(bad.buf, bad.l3, bad.l3 + get16(bad.buf, bad.l3 + 2), 2), -1, `IHL 16 at +${at}`)
+  }
+  // Cut before the end of its own IPv4 header.
+  const cut = icmpErrorFrame(B, C, ICMP_DEST_UNREACH, ICMP_CODE_PORT_UNREACH, about)
+  assert.equal(icmpErrorWorker(cut.buf, cut.l3, cut.l3 + 19, 2), -1)
 })
