@@ -36,7 +36,7 @@ import { Counter, Gauge, Registry } from 'prom-client'
 import { TapestryError } from '../lib/errors'
 import { Datapath, STAT_RX_BYTES, STAT_RX_FRAMES, STAT_TX_BYTES, STAT_TX_FRAMES, UNDERLAY_PORT } from '../datapath/datapath'
 import { CT_COUNTER_NAMES } from '../service/conntrack'
-import { SERVICE_DROP_NAMES } from '../service/service-path'
+import { SERVICE_DROP_NAMES, SERVICE_STAT_NAMES } from '../service/service-path'
 import { DROP_NAMES, OFFLOAD_NAMES } from '../datapath/drops'
 import { DatapathCounters, MISC_ARP_ANSWERED, MISC_BATCHES, MISC_BATCH_FRAMES, MISC_CT_SIZE } from '../datapath/counters'
 import { FdbCounter } from '../switch/fdb'
@@ -117,6 +117,16 @@ export function createAgentMetrics(src: MetricsSource): AgentMetrics {
       this.reset()
       const d = tot().svcDrops
       SERVICE_DROP_NAMES.forEach((reason, i) => this.inc({ reason }, d[i]))
+    },
+  })
+  new Counter({
+    name: 'tapestry_service_events_total',
+    help: 'What the service path did: connections made, picked up mid-stream, hairpin; packets forwarded and reversed; RST/port unreachable answers; ICMP errors translated and handed to another worker; ...',
+    labelNames: ['event'], registers: reg,
+    collect() {
+      this.reset()
+      const e = tot().svcStats
+      SERVICE_STAT_NAMES.forEach((event, i) => this.inc({ event }, e[i]))
     },
   })
   new Counter({

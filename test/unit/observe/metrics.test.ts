@@ -6,6 +6,7 @@ import { DROP_NAMES, Drop, OFFLOAD_NAMES, Offload } from '../../../src/datapath/
 import { FdbCounter } from '../../../src/switch/fdb'
 import { MetricsServer, createAgentMetrics } from '../../../src/observe/metrics'
 import { parseListen } from '../../../src/observe/listen-address'
+import { SERVICE_STAT_NAMES, ServiceStat } from '../../../src/service/service-path'
 
 function source() {
   const datapath = new Datapath({ vxlanPort: 4789 })
@@ -76,6 +77,9 @@ test('scrape reads the datapath counters as they are at that moment', async (t) 
   assert.match(svcText, /tapestry_conntrack_events_total\{event="created"\} 3/)
   assert.match(svcText, /tapestry_conntrack_connections 0/)
   assert.match(svcText, /tapestry_service_drops_total\{reason="vip_ping"\} 0/)
+  for (const event of SERVICE_STAT_NAMES) assert.match(svcText, new RegExp(`tapestry_service_events_total\\{event="${event}"\\} \\d+`))
+  dp.servicePath.stats[ServiceStat.IcmpHandedOver] = 4
+  assert.match(await m.registry.metrics(), /tapestry_service_events_total\{event="icmp_handed_over"\} 4\n/)
 
   // The next scrape sees the new values: nothing is cached.
   dp.drops[Drop.UnknownPeer] = 5
