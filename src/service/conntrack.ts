@@ -17,9 +17,10 @@
  *   the client's port unless that reply tuple was taken (two VIPs in front of
  *   the same endpoint port, reached from the same client port) or, with
  *   datapath workers, would be read by another worker (pin()), when a free
- *   port below the ephemeral ranges is chosen instead (counted PortRemapped). The NAT of a packet that
- *   matched one direction is "make the tuple the reverse of the other
- *   direction's key": nothing else needs storing. Table entries point at a
+ *   port below the ephemeral ranges is chosen instead (counted
+ *   PortRemapped). The NAT of a packet that matched one direction is "make
+ *   the tuple the reverse of the other direction's key": nothing else needs
+ *   storing. Table entries point at a
  *   connection record (entConn); records live in their own slab, so a
  *   lookup-and-rewrite touches the table, one record and the other key.
  *
