@@ -17,7 +17,7 @@
  *            host B underlay -> pod B eth0   agent B (socket read, decap, TAP write)
  *   reply:   the same backwards.
  *
- * Prints p50 and p90 of each leg in ms, and the ping's own p50/p99. The four
+ * Prints p50, p90 and p99 of each leg in ms, and the ping's own p50/p99. The four
  * tcpdumps cost CPU on this 2-core machine, so the ping is slower than in
  * bench/latency.ts; compare legs of one run, or runs of this tool. Needs root,
  * tcpdump, iperf3; cleans up like bench/e2e.ts.
@@ -91,7 +91,7 @@ async function main(): Promise<number> {
         const d: number[] = []
         for (const [seq, t] of from) { const u = to.get(seq); if (u !== undefined) d.push((u - t) * 1000) }
         d.sort((a, b) => a - b)
-        const cell = d.length === 0 ? '- | -' : `${percentile(d, 50).toFixed(3)} | ${percentile(d, 90).toFixed(3)}`
+        const cell = d.length === 0 ? '- | - | -' : [50, 90, 99].map((q) => percentile(d, q).toFixed(3)).join(' | ')
         rows.push(`| ${kind} | ${points[order[k]].name} -> ${points[order[k + 1]].name} | ${d.length} | ${cell} |`)
       }
     }
@@ -101,8 +101,8 @@ async function main(): Promise<number> {
       '',
       `ping p50 ${ping.p50Ms.toFixed(3)} ms, p99 ${ping.p99Ms.toFixed(3)} ms${bulk}`,
       '',
-      '| echo | leg | matched | p50 ms | p90 ms |',
-      '|:--|:--|--:|--:|--:|',
+      '| echo | leg | matched | p50 ms | p90 ms | p99 ms |',
+      '|:--|:--|--:|--:|--:|--:|',
       ...rows,
       '',
     ].join('\n'))
