@@ -152,7 +152,7 @@ export class Agent extends EventEmitter {
       ...(cfg.workers > 1 ? {
         steer: { workers: cfg.workers, worker: 0 },
         onArpLearn: (vni: number, ip: number, hi: number, lo: number) => this.queueArp(vni, ip, hi, lo),
-        onHandOver: (worker: number, pod: number, frame: Uint8Array) => this.handOver({ worker, pod, frame }),
+        onHandOver: (worker: number, pod: number, frame: Uint8Array, fromPod: boolean) => this.handOver({ worker, pod, frame, fromPod }),
       } : {}),
     })
     this.nodePorts = new NodePortProxy(cfg.node.underlayIP, log)
@@ -239,8 +239,8 @@ export class Agent extends EventEmitter {
 
   /** An ICMP error one thread read about another worker's flow, to that worker (0: this thread). */
   private handOver(h: HandOver): void {
-    if (h.worker === 0) { this.datapath.deliverHandedOver(h.pod, h.frame); return }
-    this.pool?.one(h.worker, { op: 'icmp', pod: h.pod, frame: h.frame }).catch(() => undefined)
+    if (h.worker === 0) { this.datapath.deliverHandedOver(h.pod, h.frame, h.fromPod); return }
+    this.pool?.one(h.worker, { op: 'icmp', pod: h.pod, frame: h.frame, fromPod: h.fromPod }).catch(() => undefined)
   }
 
   /** Sends a control operation to every worker, in order with the ones before it (failures are logged). */

@@ -22,7 +22,7 @@
  * (which need VXLAN in the same place) is copied once into a scratch slab for
  * the peers.
  */
-import { Batch, BATCH_FRAMES, SLOT_SUPER, TxList } from '../lib/batch'
+import { Batch, BATCH_FRAMES, SLOT_PLAIN, SLOT_SUPER, TxList } from '../lib/batch'
 import { copyInto } from '../wire/bytes'
 import {
   ETH_HLEN, ETH_OFF_DST, ETH_OFF_SRC, ETHERTYPE_ARP, ETHERTYPE_IPV4, ethCheck, ethTypeAfterTags, ethWriteHeader,
@@ -139,12 +139,13 @@ export interface DatapathOptions {
   /** Called for every ARP entry learned from traffic (the main thread passes them to the workers). */
   onArpLearn?: (vni: number, ip: number, macHi: number, macLo: number) => void
   /**
-   * With steer: an ICMP error for local pod `podId` about a flow of another
-   * worker (`worker`), which holds the flow's NAT entry. The frame (a copy,
-   * Ethernet header first) is not delivered here; the caller passes it to
-   * that worker's deliverHandedOver().
+   * With steer: an ICMP error about a flow of another worker (`worker`),
+   * which holds the flow's NAT entry: one for local pod `podId`, or one that
+   * pod sent to the gateway (`fromPod`). The frame (a copy, Ethernet header
+   * first) goes no further here; the caller passes it to that worker's
+   * deliverHandedOver().
    */
-  onHandOver?: (worker: number, podId: number, frame: Uint8Array) => void
+  onHandOver?: (worker: number, podId: number, frame: Uint8Array, fromPod: boolean) => void
 }
 
 /**
@@ -302,7 +303,9 @@ export class Datapath {
   /** See DatapathOptions.onArpLearn. */
   private readonly onArpLearn: ((vni: number, ip: number, macHi: number, macLo: number) => void) | null
   /** See DatapathOptions.onHandOver; null unless this is one of several workers. */
-  private readonly onHandOver: ((worker: number, podId: number, frame: Uint8Array) => void) | null
+  private readonly onHandOver: ((worker: number, podId: number, frame: Uint8Array, fromPod: boolean) => void) | null
+  /** One slot for a handed-over frame a pod sent (deliverHandedOver), with the batches' headroom for encapsulation. */
+  private readonly handRx = new Batch(1, SLOT_PLAIN)
   /** This datapath's worker index and the worker count (steer), 0 and 1 without workers. */
   private readonly steerWorker: number
   private readonly steerWorkers: number
@@ -811,7 +814,7 @@ export class Datapath {
   /** A unicast frame from the underlay, within the pod MTU, to local pod q: reverse NAT, then GRO or the queue. */
   private underlayToPod(q: PodPort, buf: Uint8Array, frame: number, flen: number, now: number): void {
     if (buf[frame + 12] === 0x08 && buf[frame + 13] === 0x00 &&
-        !this.servicePath.inbound(buf, frame, frame + ETH_HLEN, flen, now, false) && this.handOver(q, buf, frame, flen)) return
+        !this.servicePath.inbound(buf, frame, frame + ETH_HLEN, flen, now, false) && this.handOver(q.id, buf, frame, flen, false)) return
     if (q.vnetLen > 0) this.groAdd(q, buf, frame, flen)
     else this.queuePod(q, frame, flen, false)
   }
@@ -824,6 +827,8 @@ export class Datapath {
   private route(net: Network, pod: PodPort, buf: Uint8Array, base: number, frame: number, len: number, gsoType: number, now: number): void {
     const vnetLen = pod.vnetLen
     const l3 = frame + ETH_HLEN
+    // An ICMP error about a reply of another worker's service connection: that worker translates it.
+    if (this.onHandOver !== null && buf[l3 + IPV4_OFF_PROTO] === PROTO_ICMP && this.handOver(pod.id, buf, frame, len, true)) return
     const partial = vnetLen > 0 && (vnetFlags(buf, base) & VNET_F_NEEDS_CSUM) !== 0
     const v = this.servicePath.outbound(buf, frame, l3, len, pod.id, now, partial)
     if (v === Verdict.Forward) {
@@ -933,7 +938,7 @@ export class Datapath {
     // Replies of service connections are reverse-NATed before the client sees them.
     if (buf[frame + 12] === 0x08 && buf[frame + 13] === 0x00 &&
         !this.servicePath.inbound(buf, frame, frame + ETH_HLEN, len, now, srcVnet > 0 && (vnetFlags(buf, base) & VNET_F_NEEDS_CSUM) !== 0) &&
-        this.handOver(q, buf, frame, len)) return
+        this.handOver(q.id, buf, frame, len, false)) return
     if (q.vnetLen > 0) {
       if (srcVnet <= 0) vnetWriteNone(buf, frame - VNET_HLEN)
       this.queuePod(q, frame - VNET_HLEN, len + VNET_HLEN, false)
@@ -1214,31 +1219,47 @@ export class Datapath {
   }
 
   /**
-   * With workers: an IPv4 frame for local pod q that no NAT entry here
-   * translated. If it is an ICMP error about another worker's flow (the NAT
-   * entry, if any, is there), hands a copy to that worker (onHandOver) and
-   * returns true: the frame is not delivered here. Rare (ICMP errors only);
-   * every other frame costs one comparison.
+   * With workers: an IPv4 frame for local pod `podId` that no NAT entry here
+   * translated, or one that pod sent to the gateway (`fromPod`). If it is an
+   * ICMP error about another worker's flow (the NAT entry, if any, is there),
+   * hands a copy to that worker (onHandOver) and returns true: the frame goes
+   * no further here. Rare (ICMP errors only); every other frame costs one
+   * comparison.
    */
-  private handOver(q: PodPort, buf: Uint8Array, frame: number, flen: number): boolean {
+  private handOver(podId: number, buf: Uint8Array, frame: number, flen: number, fromPod: boolean): boolean {
     if (this.onHandOver === null || buf[frame + ETH_HLEN + IPV4_OFF_PROTO] !== PROTO_ICMP) return false
     const l3 = frame + ETH_HLEN
     const end = Math.min(frame + flen, l3 + ((buf[l3 + 2] << 8) | buf[l3 + 3]))
     const worker = icmpErrorWorker(buf, l3, end, this.steerWorkers)
     if (worker < 0 || worker === this.steerWorker) return false
     this.servicePath.stats[ServiceStat.IcmpHandedOver]++
-    this.onHandOver(worker, q.id, buf.slice(frame, frame + flen))
+    this.onHandOver(worker, podId, buf.slice(frame, frame + flen), fromPod)
     return true
   }
 
   /**
-   * An ICMP error another worker read for local pod `podId` about a flow of
-   * this one (onHandOver there): reverse NAT with this worker's entries, then
-   * the pod's TAP, now. Called between batches.
+   * An ICMP error another worker read about a flow of this one (onHandOver
+   * there), now: for local pod `podId`, reverse NAT with this worker's
+   * entries, then the pod's TAP; or sent by that pod to the gateway
+   * (`fromPod`), NAT toward the endpoint and on as any frame the pod routes.
+   * Called between batches.
    */
-  deliverHandedOver(podId: number, frame: Uint8Array): void {
+  deliverHandedOver(podId: number, frame: Uint8Array, fromPod = false): void {
     const q = podId >= 0 && podId < this.pods.length ? this.pods[podId] : null
     const len = frame.length
+    if (fromPod) {
+      const net = q === null ? undefined : this.nets.get(q.spec.vni)
+      if (q === null || net === undefined || len < ETH_HLEN + 20 || q.vnetLen + len > this.handRx.maxFrame) { this.drops[Drop.NotLocal]++; return }
+      const rx = this.handRx
+      const base = rx.off(0)
+      if (q.vnetLen > 0) vnetWriteNone(rx.data, base)
+      copyInto(rx.data, base + q.vnetLen, frame, 0, len)
+      this.scratchUsed = this.scratchBase
+      this.route(net, q, rx.data, base, base + q.vnetLen, len, VNET_GSO_NONE, this.now())
+      this.flush(rx.data)
+      this.scratchUsed = this.scratchBase
+      return
+    }
     const at = this.scratchBase + VNET_HLEN
     if (q === null || len < ETH_HLEN + 20 || at + len > this.scratch.length) { this.drops[Drop.NotLocal]++; return }
     copyInto(this.scratch, at, frame, 0, len)

@@ -18,7 +18,7 @@ const port = parentPort!
 const dp = new Datapath({
   ...init.options, counters: new DatapathCounters(init.counters), steer: { workers: init.workers, worker: init.index },
   // The main thread routes it to the worker holding the flow (itself for worker 0).
-  onHandOver: (worker, pod, frame) => port.postMessage({ handOver: { worker, pod, frame } } satisfies WorkerReply, [frame.buffer as ArrayBuffer]),
+  onHandOver: (worker, pod, frame, fromPod) => port.postMessage({ handOver: { worker, pod, frame, fromPod } } satisfies WorkerReply, [frame.buffer as ArrayBuffer]),
 })
 let dns: DnsResponder | null = null
 const relay = new CaptureRelay((records) => port.postMessage({ capture: records } satisfies WorkerReply, [records.buffer as ArrayBuffer]))
@@ -103,7 +103,7 @@ function apply(m: WorkerOp): unknown {
       dp.capture = m.on ? relay : null
       return
     case 'icmp':
-      dp.deliverHandedOver(m.pod, m.frame)
+      dp.deliverHandedOver(m.pod, m.frame, m.fromPod)
       return
     case 'conntrackFlush':
       return dp.conntrack.flush()

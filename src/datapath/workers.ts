@@ -28,10 +28,10 @@
  * port the endpoint sees) so that the replies hash to that same worker
  * (Conntrack.pin): no entry is ever needed in two threads. What is per worker:
  * balancing state (least-connections counts, endpoint pick counters). An ICMP
- * error for a local pod is read by the worker of its own hash (worker 0 with
- * the priority lane); the one whose embedded packet belongs to another
- * worker's flow is handed to that worker (Datapath onHandOver, op 'icmp'),
- * which holds the NAT entry to translate it with.
+ * error (for a local pod, or sent by one) is read by the worker of its own
+ * hash (worker 0 with the priority lane); one whose embedded packet belongs
+ * to another worker's flow is handed to that worker (Datapath onHandOver, op
+ * 'icmp'), which holds the NAT entry to translate it with.
  *
  * Captures: while one runs, each worker relays the frames its datapath shows
  * it to the main thread's capture hook (capture-relay.ts).
@@ -88,8 +88,8 @@ export type WorkerOp =
   | { op: 'dns'; ip: number; clusterDomain: string }
   | { op: 'dnsServices'; list: { name: string; namespace: string; clusterIP: number }[] }
   | { op: 'conntrackFlush' }
-  /** An ICMP error another thread read for pod `pod` about a flow of this worker: translate and deliver it. */
-  | { op: 'icmp'; pod: number; frame: Uint8Array }
+  /** An ICMP error another thread read about a flow of this worker, for pod `pod` or sent by it (fromPod): translate and deliver it. */
+  | { op: 'icmp'; pod: number; frame: Uint8Array; fromPod: boolean }
   /** A capture runs (on) or none does: the worker relays the frames it sees (capture-relay.ts). */
   | { op: 'capture'; on: boolean }
   /** Nothing but the copy every answer is preceded by: the worker's counters are current once it is answered. */
@@ -101,8 +101,8 @@ export type WorkerOp =
 /** An FDB entry as a worker reports it (its peer index resolved to the address). */
 export interface FdbView { vni: number; mac: string; port: number; isStatic: boolean; ageMs: number; remote: number | null }
 
-/** An ICMP error a thread read for pod `pod` about a flow of worker `worker` (Datapath onHandOver). */
-export interface HandOver { worker: number; pod: number; frame: Uint8Array }
+/** An ICMP error a thread read about a flow of worker `worker`, for pod `pod` or sent by it (fromPod) (Datapath onHandOver). */
+export interface HandOver { worker: number; pod: number; frame: Uint8Array; fromPod: boolean }
 
 export type WorkerReply = { seq: number; error?: string; data?: unknown } | { ready: true } | { capture: Uint8Array } | { handOver: HandOver }
 

@@ -70,6 +70,9 @@ export interface RigOptions {
   arena?: boolean
   /** A priority-lane socket beside the underlay socket (overlay/steering.ts), reading into the same batch as the agent's does. */
   priority?: boolean
+  /** This datapath is worker `worker` of `workers`, and where it hands ICMP errors about other workers' flows. */
+  steer?: { workers: number; worker: number }
+  onHandOver?: (worker: number, podId: number, frame: Uint8Array, fromPod: boolean) => void
 }
 
 export class Rig {
@@ -83,7 +86,10 @@ export class Rig {
 
   constructor(o: RigOptions = {}) {
     this.arena = o.arena ?? false
-    this.dp = new Datapath({ vxlanPort: VXLAN_PORT, now: () => this.now, arpSuppression: o.arpSuppression, learnPeers: o.learnPeers, fdb: { seed: 7 } })
+    this.dp = new Datapath({
+      vxlanPort: VXLAN_PORT, now: () => this.now, arpSuppression: o.arpSuppression, learnPeers: o.learnPeers, fdb: { seed: 7 },
+      steer: o.steer, onHandOver: o.onHandOver,
+    })
     for (const vni of o.vnis ?? [VNI_A, VNI_B]) this.dp.addNetwork(vni, ip4(GATEWAY))
     this.underlay = new MemoryDatagramIo({ port: VXLAN_PORT, gsoEnabled: o.gso ?? false })
     this.gsoTwin = o.gsoTwin ? new MemoryDatagramIo({ port: VXLAN_PORT, gsoEnabled: true }) : null
