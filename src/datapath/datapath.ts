@@ -149,6 +149,13 @@ export interface DatapathOptions {
 }
 
 /**
+ * ICMP errors a worker hands to other workers per second (and its burst): a
+ * service connection's port unreachable or fragmentation-needed needs one;
+ * Linux itself sends at most 1,000 ICMP messages a second by default.
+ */
+export const HANDOVER_PER_SECOND = 1000
+
+/**
  * Whether a UDP GRO datagram is one VXLAN packet whose inner frame is a
  * TCP/IPv4 super-frame filling the whole datagram (tunnel GSO from a Linux
  * sender), rather than a run of VXLAN packets.
@@ -306,6 +313,9 @@ export class Datapath {
   private readonly onHandOver: ((worker: number, podId: number, frame: Uint8Array, fromPod: boolean) => void) | null
   /** One slot for a handed-over frame a pod sent (deliverHandedOver), with the batches' headroom for encapsulation. */
   private readonly handRx = new Batch(1, SLOT_PLAIN)
+  /** Token bucket of hand-overs (HANDOVER_PER_SECOND): each costs a copy and a message through the main thread. */
+  private handOverTokens = HANDOVER_PER_SECOND
+  private handOverRefilledAt = 0
   /** This datapath's worker index and the worker count (steer), 0 and 1 without workers. */
   private readonly steerWorker: number
   private readonly steerWorkers: number
@@ -1232,6 +1242,15 @@ export class Datapath {
     const end = Math.min(frame + flen, l3 + ((buf[l3 + 2] << 8) | buf[l3 + 3]))
     const worker = icmpErrorWorker(buf, l3, end, this.steerWorkers)
     if (worker < 0 || worker === this.steerWorker) return false
+    // Bounded: a pod sending ICMP errors about other workers' flows must not load the main thread's queue.
+    const now = this.now()
+    const refill = ((now - this.handOverRefilledAt) * HANDOVER_PER_SECOND) / 1000
+    if (refill >= 1) {
+      this.handOverTokens = Math.min(HANDOVER_PER_SECOND, this.handOverTokens + refill)
+      this.handOverRefilledAt = now
+    }
+    if (this.handOverTokens < 1) { this.drops[Drop.HandOverLimit]++; return true }
+    this.handOverTokens -= 1
     this.servicePath.stats[ServiceStat.IcmpHandedOver]++
     this.onHandOver(worker, podId, buf.slice(frame, frame + flen), fromPod)
     return true

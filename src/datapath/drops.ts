@@ -34,13 +34,16 @@ export enum Drop {
   Storm,
   /** A query to the cluster DNS server that it could not read or answer. */
   DnsInvalid,
+  /** ICMP errors for another worker over the hand-over bound (HANDOVER_PER_SECOND). */
+  HandOverLimit,
 }
 
-export const DROP_COUNT = Drop.DnsInvalid + 1
+export const DROP_COUNT = Drop.HandOverLimit + 1
 
 export const DROP_NAMES: readonly string[] = [
   'malformed', 'vxlan_no_i_flag', 'unknown_vni', 'unknown_peer', 'mtu', 'spoofed', 'not_local', 'same_port',
   'queue_full', 'tx_backpressure', 'tx_error', 'no_route', 'bad_offload', 'storm', 'dns_invalid',
+  'handover_limit',
 ]
 
 /**

@@ -5,12 +5,14 @@
  * wired to each other as the agent wires them: the error goes to the worker
  * whose flow it is about, which translates it, for an error to the client
  * (the endpoint's port unreachable) and one from the client (its port
- * unreachable about a reply from the VIP).
+ * unreachable about a reply from the VIP), and the number of hand-overs is
+ * bounded.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { A, B, Pod, ROUTER_MAC, Rig } from './rig'
 import { ServiceStat } from '../../../src/service/service-path'
+import { HANDOVER_PER_SECOND } from '../../../src/datapath/datapath'
 import { steerWorkerV4 } from '../../../src/wire/steer-hash'
 import { ICMP_CODE_PORT_UNREACH, ICMP_DEST_UNREACH } from '../../../src/wire/icmp'
 import { macParse } from '../../../src/wire/addr'
@@ -114,4 +116,25 @@ test('workers: ICMP errors about a service connection go to the worker that hold
   w0.fromPod(b0, [bytes(icmpErrorFrame(B.ip, A.ip, ICMP_DEST_UNREACH, ICMP_CODE_PORT_UNREACH, asFrame(atB0)), A.mac, B.mac)])
   assert.equal(handed.length, before)
   assert.equal(decode(asFrame(w0.takeFrames(a0)[0])).src, VIP, 'translated where it was read')
+})
+
+test(`workers: hand-overs are bounded to ${HANDOVER_PER_SECOND} a second per worker; the rest are dropped and counted`, () => {
+  let handed = 0
+  const rig = new Rig({ steer: { workers: 2, worker: 0 }, onHandOver: () => { handed++ } })
+  const a = rig.addPod({ mac: A.mac, ip: A.ip })
+  const b = rig.addPod({ mac: B.mac, ip: B.ip })
+  let port = 40000
+  while (steerWorkerV4(ip(A.ip), ip(B.ip), port, 5353, 2) !== 1) port++
+  const about = frame({ proto: 'udp', src: A.ip, dst: B.ip, sport: port, dport: 5353, payload: [1] })
+  const err = bytes(icmpErrorFrame(B.ip, A.ip, ICMP_DEST_UNREACH, ICMP_CODE_PORT_UNREACH, about), A.mac, B.mac)
+  const send = (n: number): void => { for (let i = 0; i < n; i += 50) rig.fromPod(b, Array.from({ length: Math.min(50, n - i) }, () => err)) }
+  send(HANDOVER_PER_SECOND + 100)
+  assert.equal(handed, HANDOVER_PER_SECOND)
+  assert.deepEqual(rig.drops(), { HandOverLimit: 100 })
+  assert.deepEqual(rig.takeFrames(a), [], 'none delivered untranslated either')
+  // Half a second refills half the bucket.
+  rig.now += 500
+  send(600)
+  assert.equal(handed, HANDOVER_PER_SECOND + HANDOVER_PER_SECOND / 2)
+  assert.deepEqual(rig.drops(), { HandOverLimit: 200 })
 })
