@@ -36,18 +36,19 @@ import { macFormat } from './wire/addr'
 /** Number of transmit sockets; a flow's hash picks one, and so its UDP source port. */
 export const TX_POOL_SIZE = 4
 
-interface PodState {
-  cfg: PodConfig
+/** A pod TAP's open queues: the main thread's, the workers', the priority lane's. */
+interface PodQueues {
   tap: TapPort
-  /** The TAP's priority queue (priorityLane), or null. */
-  prio: TapPort | null
   /** The queues of workers 1 .. workers-1 (empty: one worker, or a single-queue TAP the main thread alone reads). */
   queues: TapPort[]
-  portId: number
+  /** The TAP's priority queue (priorityLane), or null. */
+  prio: TapPort | null
 }
 
-/** A pod TAP's open queues: the main thread's, the workers', the priority lane's. */
-interface PodQueues { tap: TapPort; queues: TapPort[]; prio: TapPort | null }
+interface PodState extends PodQueues {
+  cfg: PodConfig
+  portId: number
+}
 
 /** A pod added at run time (API, CNI), in config-file form plus who asked for it. */
 export interface DynamicPod {
@@ -941,7 +942,7 @@ function openTxPool(addr: number, min: number, max: number, avoid: number, reuse
   return pool
 }
 
-function closeQueues(q: { tap: TapPort; queues: TapPort[]; prio: TapPort | null }): void {
+function closeQueues(q: PodQueues): void {
   q.prio?.close()
   for (const t of q.queues) t.close()
   q.tap.close()

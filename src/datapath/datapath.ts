@@ -24,6 +24,7 @@
  */
 import { Batch, BATCH_FRAMES, SLOT_PLAIN, SLOT_SUPER, TxList } from '../lib/batch'
 import { copyInto } from '../wire/bytes'
+import { TokenBucket } from '../lib/token-bucket'
 import {
   ETH_HLEN, ETH_OFF_DST, ETH_OFF_SRC, ETHERTYPE_ARP, ETHERTYPE_IPV4, ethCheck, ethTypeAfterTags, ethWriteHeader,
   macHi, macLo, macIs, macIsMulticast, macWrite, macCopy,
@@ -229,9 +230,8 @@ export class PodPort {
   /** The open merge is of UDP datagrams (wire/gro-udp.ts); the IP id the next one must have. */
   groUdp = false
   groNextId = 0
-  /** Storm control token bucket: flood frames left, and when it was last refilled (ms). */
-  floodTokens = 0
-  floodRefilledAt = 0
+  /** Storm control: flood frames this port may still send (set by addPod). */
+  flood = new TokenBucket(0, 0)
   /** Bytes of virtio-net header in front of each frame on this port. */
   readonly vnetLen: number
   /** The TAP's priority queue (overlay/steering.ts podLaneProgram), read beside io; frames go out through io. */
@@ -313,9 +313,8 @@ export class Datapath {
   private readonly onHandOver: ((worker: number, podId: number, frame: Uint8Array, fromPod: boolean) => void) | null
   /** One slot for a handed-over frame a pod sent (deliverHandedOver), with the batches' headroom for encapsulation. */
   private readonly handRx = new Batch(1, SLOT_PLAIN)
-  /** Token bucket of hand-overs (HANDOVER_PER_SECOND): each costs a copy and a message through the main thread. */
-  private handOverTokens = HANDOVER_PER_SECOND
-  private handOverRefilledAt = 0
+  /** Hand-overs left (HANDOVER_PER_SECOND): each costs a copy and a message through the main thread. */
+  private readonly handOvers = new TokenBucket(HANDOVER_PER_SECOND, 0)
   /** This datapath's worker index and the worker count (steer), 0 and 1 without workers. */
   private readonly steerWorker: number
   private readonly steerWorkers: number
@@ -409,15 +408,7 @@ export class Datapath {
    */
   private floodAllowed(pod: PodPort, now: number): boolean {
     const rate = this.floodPerSecond
-    if (rate <= 0) return true
-    const refill = ((now - pod.floodRefilledAt) * rate) / 1000
-    if (refill >= 1) {
-      pod.floodTokens = Math.min(this.floodBurst, pod.floodTokens + refill)
-      pod.floodRefilledAt = now
-    }
-    if (pod.floodTokens < 1) return false
-    pod.floodTokens -= 1
-    return true
+    return rate <= 0 || pod.flood.take(now, rate, this.floodBurst)
   }
 
   // ---- control-plane operations (not per packet) ----
@@ -446,8 +437,7 @@ export class Datapath {
     for (let i = 1; id < 0 && i < MAX_PORTS; i++) if (this.pods[i] === null) id = i
     if (id < 0) throw new Error(`no free port for pod ${spec.name} (at most ${MAX_PORTS - 1})`)
     const pod = new PodPort(id, spec, io)
-    pod.floodTokens = this.floodBurst
-    pod.floodRefilledAt = this.now()
+    pod.flood = new TokenBucket(this.floodBurst, this.now())
     this.pods[id] = pod
     this.rebuildNet(net)
     this.fdb.removePort(id)
@@ -824,7 +814,7 @@ export class Datapath {
   /** A unicast frame from the underlay, within the pod MTU, to local pod q: reverse NAT, then GRO or the queue. */
   private underlayToPod(q: PodPort, buf: Uint8Array, frame: number, flen: number, now: number): void {
     if (buf[frame + 12] === 0x08 && buf[frame + 13] === 0x00 &&
-        !this.servicePath.inbound(buf, frame, frame + ETH_HLEN, flen, now, false) && this.handOver(q.id, buf, frame, flen, false)) return
+        !this.servicePath.inbound(buf, frame, frame + ETH_HLEN, flen, now, false) && this.handOver(q.id, buf, frame, flen, false, now)) return
     if (q.vnetLen > 0) this.groAdd(q, buf, frame, flen)
     else this.queuePod(q, frame, flen, false)
   }
@@ -838,7 +828,7 @@ export class Datapath {
     const vnetLen = pod.vnetLen
     const l3 = frame + ETH_HLEN
     // An ICMP error about a reply of another worker's service connection: that worker translates it.
-    if (this.onHandOver !== null && buf[l3 + IPV4_OFF_PROTO] === PROTO_ICMP && this.handOver(pod.id, buf, frame, len, true)) return
+    if (this.onHandOver !== null && buf[l3 + IPV4_OFF_PROTO] === PROTO_ICMP && this.handOver(pod.id, buf, frame, len, true, now)) return
     const partial = vnetLen > 0 && (vnetFlags(buf, base) & VNET_F_NEEDS_CSUM) !== 0
     const v = this.servicePath.outbound(buf, frame, l3, len, pod.id, now, partial)
     if (v === Verdict.Forward) {
@@ -948,7 +938,7 @@ export class Datapath {
     // Replies of service connections are reverse-NATed before the client sees them.
     if (buf[frame + 12] === 0x08 && buf[frame + 13] === 0x00 &&
         !this.servicePath.inbound(buf, frame, frame + ETH_HLEN, len, now, srcVnet > 0 && (vnetFlags(buf, base) & VNET_F_NEEDS_CSUM) !== 0) &&
-        this.handOver(q.id, buf, frame, len, false)) return
+        this.handOver(q.id, buf, frame, len, false, now)) return
     if (q.vnetLen > 0) {
       if (srcVnet <= 0) vnetWriteNone(buf, frame - VNET_HLEN)
       this.queuePod(q, frame - VNET_HLEN, len + VNET_HLEN, false)
@@ -1236,21 +1226,14 @@ export class Datapath {
    * no further here. Rare (ICMP errors only); every other frame costs one
    * comparison.
    */
-  private handOver(podId: number, buf: Uint8Array, frame: number, flen: number, fromPod: boolean): boolean {
+  private handOver(podId: number, buf: Uint8Array, frame: number, flen: number, fromPod: boolean, now: number): boolean {
     if (this.onHandOver === null || buf[frame + ETH_HLEN + IPV4_OFF_PROTO] !== PROTO_ICMP) return false
     const l3 = frame + ETH_HLEN
     const end = Math.min(frame + flen, l3 + ((buf[l3 + 2] << 8) | buf[l3 + 3]))
     const worker = icmpErrorWorker(buf, l3, end, this.steerWorkers)
     if (worker < 0 || worker === this.steerWorker) return false
     // Bounded: a pod sending ICMP errors about other workers' flows must not load the main thread's queue.
-    const now = this.now()
-    const refill = ((now - this.handOverRefilledAt) * HANDOVER_PER_SECOND) / 1000
-    if (refill >= 1) {
-      this.handOverTokens = Math.min(HANDOVER_PER_SECOND, this.handOverTokens + refill)
-      this.handOverRefilledAt = now
-    }
-    if (this.handOverTokens < 1) { this.drops[Drop.HandOverLimit]++; return true }
-    this.handOverTokens -= 1
+    if (!this.handOvers.take(now, HANDOVER_PER_SECOND, HANDOVER_PER_SECOND)) { this.drops[Drop.HandOverLimit]++; return true }
     this.servicePath.stats[ServiceStat.IcmpHandedOver]++
     this.onHandOver(worker, podId, buf.slice(frame, frame + flen), fromPod)
     return true
@@ -1265,32 +1248,22 @@ export class Datapath {
    */
   deliverHandedOver(podId: number, frame: Uint8Array, fromPod = false): void {
     const q = podId >= 0 && podId < this.pods.length ? this.pods[podId] : null
+    const net = q === null ? undefined : this.nets.get(q.spec.vni)
     const len = frame.length
+    const rx = this.handRx
+    if (q === null || net === undefined || len < ETH_HLEN + 20 || VNET_HLEN + len > rx.maxFrame) { this.drops[Drop.NotLocal]++; return }
+    // As if just read: the frame behind room for a virtio-net header, the paths a batch's frame takes.
+    const at = rx.off(0) + VNET_HLEN
+    copyInto(rx.data, at, frame, 0, len)
+    this.scratchUsed = this.scratchBase
+    const now = this.now()
     if (fromPod) {
-      const net = q === null ? undefined : this.nets.get(q.spec.vni)
-      if (q === null || net === undefined || len < ETH_HLEN + 20 || q.vnetLen + len > this.handRx.maxFrame) { this.drops[Drop.NotLocal]++; return }
-      const rx = this.handRx
-      const base = rx.off(0)
-      if (q.vnetLen > 0) vnetWriteNone(rx.data, base)
-      copyInto(rx.data, base + q.vnetLen, frame, 0, len)
-      this.scratchUsed = this.scratchBase
-      this.route(net, q, rx.data, base, base + q.vnetLen, len, VNET_GSO_NONE, this.now())
-      this.flush(rx.data)
-      this.scratchUsed = this.scratchBase
-      return
-    }
-    const at = this.scratchBase + VNET_HLEN
-    if (q === null || len < ETH_HLEN + 20 || at + len > this.scratch.length) { this.drops[Drop.NotLocal]++; return }
-    copyInto(this.scratch, at, frame, 0, len)
-    this.servicePath.inbound(this.scratch, at, at + ETH_HLEN, len, this.now(), false)
-    if (q.vnetLen > 0) {
-      vnetWriteNone(this.scratch, at - VNET_HLEN)
-      this.queuePod(q, at - VNET_HLEN, len + VNET_HLEN, true)
+      if (q.vnetLen > 0) vnetWriteNone(rx.data, at - q.vnetLen)
+      this.route(net, q, rx.data, at - q.vnetLen, at, len, VNET_GSO_NONE, now)
     } else {
-      this.queuePod(q, at, len, true)
+      this.toLocal(q, rx.data, at, at, len, 0, VNET_GSO_NONE, now)
     }
-    this.scratchUsed = at + len
-    this.flush(this.scratch)
+    this.flush(rx.data)
     this.scratchUsed = this.scratchBase
   }
 

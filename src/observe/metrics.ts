@@ -92,43 +92,26 @@ export function createAgentMetrics(src: MetricsSource): AgentMetrics {
   perPort('tapestry_frames_total', 'Frames per port and direction (rx = read from the port, tx = written to it).', STAT_RX_FRAMES, STAT_TX_FRAMES)
   perPort('tapestry_bytes_total', 'Bytes per port and direction (pod ports count the virtio-net header).', STAT_RX_BYTES, STAT_TX_BYTES)
 
-  new Counter({
-    name: 'tapestry_drops_total', help: 'Frames dropped by the dataplane, by reason.', labelNames: ['reason'], registers: reg,
-    collect() {
-      this.reset()
-      const d = tot().drops
-      DROP_NAMES.forEach((reason, i) => this.inc({ reason }, d[i]))
-    },
-  })
+  /** One counter family over a named counter array of the summed counters, the names as `label`'s values. */
+  const named = (name: string, help: string, label: string, names: readonly string[], values: (t: DatapathCounters) => Float64Array): void => {
+    new Counter({
+      name, help, labelNames: [label], registers: reg,
+      collect() {
+        this.reset()
+        const v = values(tot())
+        names.forEach((n, i) => this.inc({ [label]: n }, v[i]))
+      },
+    })
+  }
+  named('tapestry_drops_total', 'Frames dropped by the dataplane, by reason.', 'reason', DROP_NAMES, (t) => t.drops)
 
   // Services: connections tracked, conntrack events, service-path drops, picks per endpoint.
   new Gauge({ name: 'tapestry_conntrack_connections', help: 'Connections in the service connection tracking table.', registers: reg, collect() { this.set(tot().misc[MISC_CT_SIZE]) } })
-  new Counter({
-    name: 'tapestry_conntrack_events_total', help: 'Connection tracking events (created, expired, evicted, full, ...).', labelNames: ['event'], registers: reg,
-    collect() {
-      this.reset()
-      const c = tot().ct
-      CT_COUNTER_NAMES.forEach((event, i) => this.inc({ event }, c[i]))
-    },
-  })
-  new Counter({
-    name: 'tapestry_service_drops_total', help: 'Frames to service VIPs dropped by the service path, by reason.', labelNames: ['reason'], registers: reg,
-    collect() {
-      this.reset()
-      const d = tot().svcDrops
-      SERVICE_DROP_NAMES.forEach((reason, i) => this.inc({ reason }, d[i]))
-    },
-  })
-  new Counter({
-    name: 'tapestry_service_events_total',
-    help: 'What the service path did: connections made, picked up mid-stream, hairpin; packets forwarded and reversed; RST/port unreachable answers; ICMP errors translated and handed to another worker; ...',
-    labelNames: ['event'], registers: reg,
-    collect() {
-      this.reset()
-      const e = tot().svcStats
-      SERVICE_STAT_NAMES.forEach((event, i) => this.inc({ event }, e[i]))
-    },
-  })
+  named('tapestry_conntrack_events_total', 'Connection tracking events (created, expired, evicted, full, ...).', 'event', CT_COUNTER_NAMES, (t) => t.ct)
+  named('tapestry_service_drops_total', 'Frames to service VIPs dropped by the service path, by reason.', 'reason', SERVICE_DROP_NAMES, (t) => t.svcDrops)
+  named('tapestry_service_events_total',
+    'What the service path did: connections made, picked up mid-stream, hairpin; packets forwarded and reversed; RST/port unreachable answers; ICMP errors translated and handed to another worker; ...',
+    'event', SERVICE_STAT_NAMES, (t) => t.svcStats)
   new Counter({
     name: 'tapestry_service_endpoint_picks_total', help: 'New connections balanced to each endpoint.', labelNames: ['service', 'endpoint'], registers: reg,
     async collect() {
@@ -164,15 +147,8 @@ export function createAgentMetrics(src: MetricsSource): AgentMetrics {
     collect() { this.reset(); this.inc(tot().misc[MISC_BATCHES]) } })
   new Counter({ name: 'tapestry_batch_frames_total', help: 'Frames in those batches.', registers: reg,
     collect() { this.reset(); this.inc(tot().misc[MISC_BATCH_FRAMES]) } })
-  new Counter({
-    name: 'tapestry_offload_total', help: 'What the offloads did: super-frames segmented and their segments, GSO runs sent and their datagrams, GRO merges written to pods and what they hold.',
-    labelNames: ['kind'], registers: reg,
-    collect() {
-      this.reset()
-      const o = tot().offloads
-      OFFLOAD_NAMES.forEach((kind, i) => this.inc({ kind }, o[i]))
-    },
-  })
+  named('tapestry_offload_total', 'What the offloads did: super-frames segmented and their segments, GSO runs sent and their datagrams, GRO merges written to pods and what they hold.',
+    'kind', OFFLOAD_NAMES, (t) => t.offloads)
   const laneCounter = (name: string, help: string, k: number): void => {
     new Counter({
       name, help, labelNames: ['port'], registers: reg,

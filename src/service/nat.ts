@@ -65,13 +65,27 @@ export function icmpErrorWorker(buf: Uint8Array, l3: number, end: number, worker
   if (l3 + 20 > end || ihl < 20 || buf[l3 + IPV4_OFF_PROTO] !== PROTO_ICMP || ipv4FragOff(buf, l3) !== 0) return -1
   const icmp = l3 + ihl
   if (icmp + ICMP_HLEN > end || !icmpIsError(buf[icmp])) return -1
+  const l4 = icmpQuotedL4(buf, icmp, end)
+  if (l4 < 0) return -1
   const ip = icmp + ICMP_HLEN
-  const innerIhl = (buf[ip] & 0x0f) << 2
-  if (ip + 20 > end || buf[ip] >>> 4 !== 4 || innerIhl < 20) return -1
-  const l4 = ip + innerIhl
-  const proto = buf[ip + IPV4_OFF_PROTO]
-  if (l4 + 4 > end || (proto !== PROTO_TCP && proto !== PROTO_UDP) || ipv4FragOff(buf, ip) !== 0) return -1
   return steerWorkerV4(u32(buf, ip + IPV4_OFF_SRC), u32(buf, ip + IPV4_OFF_DST), u16(buf, l4), u16(buf, l4 + 2), workers)
+}
+
+/**
+ * Offset of the TCP or UDP header quoted by the ICMP error at `icmp` (message
+ * ending at `end`): its embedded packet is IPv4 with a valid header length,
+ * not a later fragment, and at least 8 bytes of the L4 header are there
+ * (ports and, for UDP, the checksum; RFC 792's minimum). -1 otherwise.
+ */
+export function icmpQuotedL4(buf: Uint8Array, icmp: number, end: number): number {
+  const ip = icmp + ICMP_HLEN
+  if (ip + 20 > end || buf[ip] >>> 4 !== 4) return -1
+  const ihl = (buf[ip] & 0x0f) << 2
+  const l4 = ip + ihl
+  if (ihl < 20 || l4 + 8 > end) return -1
+  const proto = buf[ip + IPV4_OFF_PROTO]
+  if ((proto !== PROTO_TCP && proto !== PROTO_UDP) || ipv4FragOff(buf, ip) !== 0) return -1
+  return l4
 }
 
 /** Offset of the checksum field in the L4 header of `proto`, or -1 if it has none we patch. */

@@ -64,12 +64,12 @@ import { u16, u32 } from '../wire/byteorder'
 import { ICMP_HLEN } from '../wire/icmp'
 import {
   IPV4_OFF_DST, IPV4_OFF_PROTO, IPV4_OFF_SRC, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
-  ipv4Check, ipv4FragOff, ipv4IsFragment, ipv4TotalLen,
+  ipv4Check, ipv4IsFragment, ipv4TotalLen,
 } from '../wire/ipv4'
 import { TCP_ACK, TCP_OFF_FLAGS, TCP_RST, TCP_SYN, tcpCheck } from '../wire/tcp'
 import { udpCheck } from '../wire/udp'
 import { CT_DIR_ORIG, CT_DIR_REPLY, Conntrack, CtState } from './conntrack'
-import { icmpIsError, natIcmpError, natRewrite, natSetEthSrc } from './nat'
+import { icmpIsError, icmpQuotedL4, natIcmpError, natRewrite, natSetEthSrc } from './nat'
 import { rejectTcp, rejectUdp } from './reject'
 import { ServiceTable } from './service-table'
 
@@ -388,13 +388,10 @@ export class ServicePath {
    * error's new destination in conntrack.natDst.
    */
   private icmpError(buf: Uint8Array, l3: number, icmp: number, end: number, now: number, allowOrig: boolean): boolean {
+    const l4 = icmpQuotedL4(buf, icmp, end)
+    if (l4 < 0) return false
     const ip = icmp + ICMP_HLEN
-    if (ip + 20 > end || buf[ip] >>> 4 !== 4) return false
-    const ihl = (buf[ip] & 0x0f) << 2
-    const l4 = ip + ihl
-    if (ihl < 20 || l4 + 8 > end) return false
     const proto = buf[ip + IPV4_OFF_PROTO]
-    if ((proto !== PROTO_TCP && proto !== PROTO_UDP) || ipv4FragOff(buf, ip) !== 0) return false
     const ct = this.conntrack
     // The embedded packet went the other way: look up its reverse.
     const e = ct.lookup(u32(buf, ip + IPV4_OFF_DST), u32(buf, ip + IPV4_OFF_SRC), u16(buf, l4 + 2), u16(buf, l4), proto, now)
